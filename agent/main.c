@@ -1,0 +1,27 @@
+/*
+ * main.c -- ferry-agent: runs beside one database and applies migrations.
+ */
+#include <stdio.h>
+
+#include "cli.h"
+#include "hash.h"
+#include "log.h"
+
+static const struct ferry_cmd commands[] = {
+	{ NULL, NULL, NULL },
+};
+
+int
+main(int argc, char **argv)
+{
+	ferry_log_init_from_env();
+	if (ferry_crypto_init() != 0) {
+		fprintf(stderr,
+		    "ferry-agent: error: cannot initialise "
+		    "libsodium\n");
+		return 3;
+	}
+	return ferry_cli_dispatch("ferry-agent",
+	    "The Ferry agent applies migrations to the database beside it.",
+	    FERRY_VERSION, commands, argc, argv);
+}

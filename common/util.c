@@ -1,0 +1,190 @@
+/*
+ * util.c -- allocation that cannot fail, string and time helpers.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void
+oom(size_t n)
+{
+	fprintf(stderr, "ferry: out of memory allocating %zu bytes\n", n);
+	abort();
+}
+
+void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		oom(n);
+	return p;
+}
+
+void *
+xcalloc(size_t nmemb, size_t size)
+{
+	void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
+
+	if (p == NULL)
+		oom(nmemb * size);
+	return p;
+}
+
+void *
+xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	if (q == NULL)
+		oom(n);
+	return q;
+}
+
+char *
+xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	size_t len = strnlen(s, n);
+	char *p = xmalloc(len + 1);
+
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+char *
+xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+	char *p;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		oom(0);
+	p = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+size_t
+ferry_strlcpy(char *dst, const char *src, size_t dstsz)
+{
+	size_t len = strlen(src);
+
+	if (dstsz > 0) {
+		size_t n = len < dstsz - 1 ? len : dstsz - 1;
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+	}
+	return len;
+}
+
+int
+ferry_starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int
+ferry_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+	char *end = NULL;
+	long long v;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int
+ferry_parse_duration_ms(const char *s, const char *what, int64_t *out_ms,
+    struct ferry_err *err)
+{
+	static const struct {
+		const char *suffix;
+		int64_t ms;
+	} units[] = {
+		{ "ms", 1 },
+		{ "s", 1000 },
+		{ "m", 60 * 1000 },
+		{ "h", 3600 * 1000 },
+		{ "d", 24 * 3600 * 1000 },
+	};
+	char *end = NULL;
+	long long v;
+	size_t i;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || v < 0)
+		goto bad;
+	if (*end == '\0') {
+		*out_ms = (int64_t)v * 1000;
+		return 0;
+	}
+	for (i = 0; i < FERRY_NELEM(units); i++) {
+		if (strcmp(end, units[i].suffix) == 0) {
+			if (v > INT64_MAX / units[i].ms)
+				goto bad;
+			*out_ms = (int64_t)v * units[i].ms;
+			return 0;
+		}
+	}
+bad:
+	return ferry_errf(err, FERRY_EUSAGE,
+	    "invalid %s '%s': expected a duration such as 500ms, 5s, 2m or 24h",
+	    what, s);
+}
+
+int64_t
+ferry_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
+ferry_wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void
+ferry_format_utc(int64_t wall_us, char *buf, size_t bufsz)
+{
+	time_t secs = (time_t)(wall_us / 1000000);
+	struct tm tm;
+	char head[32];
+
+	gmtime_r(&secs, &tm);
+	strftime(head, sizeof(head), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, bufsz, "%s.%03dZ", head,
+	    (int)((wall_us % 1000000) / 1000));
+}

@@ -1,0 +1,56 @@
+/*
+ * util.h -- allocation that cannot fail, string and time helpers.
+ *
+ * Out of memory is not an error Ferry recovers from: the x* family prints a
+ * message and aborts (like git's xmalloc), so callers never check for NULL.
+ */
+#ifndef FERRY_UTIL_H
+#define FERRY_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* Allocates and formats; never returns NULL. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#define FERRY_NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/*
+ * Copies src into dst of size dstsz, always NUL-terminating when dstsz > 0.
+ * Returns strlen(src); truncation happened if the result >= dstsz.
+ */
+size_t ferry_strlcpy(char *dst, const char *src, size_t dstsz);
+
+/* Returns 1 if s starts with prefix. */
+int ferry_starts_with(const char *s, const char *prefix);
+
+/*
+ * Parses a decimal integer in [min, max] from the whole of s.
+ * Returns 0, or -1 (errno-free) if s is not such a number.
+ */
+int ferry_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/*
+ * Parses a duration such as "500ms", "5s", "2m", "24h" or a bare number of
+ * seconds into milliseconds. Returns 0, or a FERRY_EUSAGE error naming what.
+ */
+int ferry_parse_duration_ms(const char *s, const char *what, int64_t *out_ms,
+    struct ferry_err *err);
+
+/* Monotonic clock in microseconds. */
+int64_t ferry_mono_us(void);
+
+/* Wall clock in microseconds since the epoch. */
+int64_t ferry_wall_us(void);
+
+/* Writes an RFC 3339 UTC timestamp with milliseconds ("...T...123Z"). */
+void ferry_format_utc(int64_t wall_us, char *buf, size_t bufsz);
+
+#endif

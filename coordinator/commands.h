@@ -1,0 +1,9 @@
+/*
+ * commands.h -- the ferry CLI's command groups, one file each.
+ */
+#ifndef FERRY_COORDINATOR_COMMANDS_H
+#define FERRY_COORDINATOR_COMMANDS_H
+
+int cmd_migrations(int argc, char **argv);
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * main.c -- ferry: the release manager's and platform team's CLI.
+ */
+#include <stdio.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "hash.h"
+#include "log.h"
+
+static const struct ferry_cmd commands[] = {
+	{ "migrations", cmd_migrations,
+	    "read a migrations folder: list names, checksums, order" },
+	{ NULL, NULL, NULL },
+};
+
+int
+main(int argc, char **argv)
+{
+	ferry_log_init_from_env();
+	if (ferry_crypto_init() != 0) {
+		fprintf(stderr, "ferry: error: cannot initialise libsodium\n");
+		return 3;
+	}
+	return ferry_cli_dispatch("ferry",
+	    "Ferry promotes PostgreSQL schema migrations across environments.",
+	    FERRY_VERSION, commands, argc, argv);
+}
