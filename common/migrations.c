@@ -547,7 +547,8 @@ ferry_migration_checksum_matches(const struct ferry_migration *m,
 		}
 	}
 	found = invalid &&
-	    matches_line_endings(ferry_buf_str(&b), ferry_buf_len(&b), checksum);
+	    matches_line_endings(ferry_buf_str(&b), ferry_buf_len(&b),
+	        checksum);
 	ferry_buf_release(&b);
 	return found;
 }

@@ -87,8 +87,6 @@ int ferry_migrations_read_dir(const char *dir, struct ferry_migrations **out,
 int ferry_lockfile_check(const char *text, size_t len, const char *path,
     struct ferry_err *err);
 
-
-
 /*
  * Returns 1 if a checksum recorded in a history table matches m, the way
  * Prisma compares: the file as is, with CRLF turned into LF, or LF into
