@@ -4,10 +4,19 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "commands.h"
 #include "hash.h"
 #include "log.h"
 
 static const struct ferry_cmd commands[] = {
+	{ "apply", cmd_apply,
+	    "apply pending migrations (prisma migrate deploy)" },
+	{ "status", cmd_status,
+	    "compare the database's history with the folder" },
+	{ "resolve", cmd_resolve,
+	    "mark a failed migration applied or rolled back" },
+	{ "baseline", cmd_baseline,
+	    "adopt an existing database without running" },
 	{ NULL, NULL, NULL },
 };
 

@@ -1,0 +1,391 @@
+/*
+ * db.c -- a libpq connection as Ferry uses it.
+ */
+#include "db.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+#include "util.h"
+
+struct ferry_db {
+	PGconn *conn;
+	PGcancel *cancel;
+	char *schema;
+	char *schema_ident;
+	char *display;
+};
+
+/* Parameters of Prisma's URLs that libpq does not know. */
+static const char *const prisma_only[] = {
+	"connection_limit",
+	"pool_timeout",
+	"pgbouncer",
+	"socket_timeout",
+	"statement_cache_size",
+	"sslidentity",
+	"sslaccept",
+	"max_connections",
+	"max_idle_connection_lifetime",
+	"single_use_connections",
+};
+
+const char *
+ferry_db_pick_url(const char *url)
+{
+	const char *s;
+
+	if (url != NULL)
+		return url;
+	s = getenv("DIRECT_URL");
+	if (s != NULL && *s != '\0')
+		return s;
+	s = getenv("DATABASE_URL");
+	if (s != NULL && *s != '\0')
+		return s;
+	return "";
+}
+
+static int
+is_uri(const char *url)
+{
+	return ferry_starts_with(url, "postgresql://") ||
+	    ferry_starts_with(url, "postgres://");
+}
+
+/* Decodes %XX escapes of a URL component into a new string. */
+static char *
+percent_decode(const char *s, size_t n)
+{
+	char *out = xmalloc(n + 1), *o = out;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] == '%' && i + 2 < n) {
+			char hex[3] = { s[i + 1], s[i + 2], '\0' };
+			char *end = NULL;
+			long v = strtol(hex, &end, 16);
+			if (end == hex + 2) {
+				*o++ = (char)v;
+				i += 2;
+				continue;
+			}
+		}
+		*o++ = s[i];
+	}
+	*o = '\0';
+	return out;
+}
+
+static int
+is_libpq_keyword(const char *key)
+{
+	PQconninfoOption *opts = PQconndefaults(), *o;
+	int found = 0;
+
+	for (o = opts; o != NULL && o->keyword != NULL; o++)
+		if (strcmp(o->keyword, key) == 0)
+			found = 1;
+	PQconninfoFree(opts);
+	return found;
+}
+
+/*
+ * Rewrites a URI for libpq: takes out "schema" (into *schema) and
+ * parameters libpq does not know (logged). Returns a new string.
+ */
+static char *
+translate_uri(const char *url, char **schema)
+{
+	const char *q = strchr(url, '?'), *p, *amp, *eq;
+	struct ferry_buf out;
+	char sep = '?';
+
+	*schema = NULL;
+	if (q == NULL)
+		return xstrdup(url);
+	ferry_buf_init(&out, 1 << 20);
+	ferry_buf_add(&out, url, (size_t)(q - url));
+	for (p = q + 1; *p != '\0'; p = *amp ? amp + 1 : amp) {
+		char *key;
+
+		amp = strchr(p, '&');
+		if (amp == NULL)
+			amp = p + strlen(p);
+		if (amp == p)
+			continue;
+		eq = memchr(p, '=', (size_t)(amp - p));
+		key = percent_decode(p, (size_t)((eq ? eq : amp) - p));
+		if (strcmp(key, "schema") == 0 && eq != NULL) {
+			free(*schema);
+			*schema =
+			    percent_decode(eq + 1, (size_t)(amp - eq - 1));
+		} else if (is_libpq_keyword(key)) {
+			ferry_buf_add(&out, &sep, 1);
+			ferry_buf_add(&out, p, (size_t)(amp - p));
+			sep = '&';
+		} else {
+			size_t i;
+			int known = 0;
+			for (i = 0; i < FERRY_NELEM(prisma_only); i++)
+				known |= strcmp(key, prisma_only[i]) == 0;
+			ferry_log_info(known
+			        ? "ignoring a Prisma-only URL "
+			          "parameter"
+			        : "ignoring an unknown URL parameter",
+			    "parameter", key);
+		}
+		free(key);
+	}
+	return ferry_buf_detach(&out, NULL);
+}
+
+/* The URL with any password replaced by "****". */
+static char *
+mask_password(const char *url)
+{
+	const char *scheme_end, *at, *colon, *slash;
+
+	if (!is_uri(url))
+		return xstrdup(*url ? url : "(PG* environment)");
+	scheme_end = strstr(url, "://") + 3;
+	slash = strpbrk(scheme_end, "/?");
+	at = strchr(scheme_end, '@');
+	if (at == NULL || (slash != NULL && at > slash))
+		return xstrdup(url);
+	colon = memchr(scheme_end, ':', (size_t)(at - scheme_end));
+	if (colon == NULL)
+		return xstrdup(url);
+	return xasprintf("%.*s:****%s", (int)(colon - url), url, at);
+}
+
+/* Joins libpq's multi-line messages into one line. */
+static void
+one_line(char *s)
+{
+	char *p;
+	size_t n = strlen(s);
+
+	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
+		s[--n] = '\0';
+	for (p = s; *p != '\0'; p++)
+		if (*p == '\n')
+			*p = ';';
+}
+
+/* Server notices (from migrations, mostly) go to the log. */
+static void
+on_notice(void *arg, const char *message)
+{
+	char *m = xstrdup(message);
+
+	(void)arg;
+	one_line(m);
+	ferry_log_info("server notice", "notice", m);
+	free(m);
+}
+
+int
+ferry_db_open(const char *url, const char *app_name, struct ferry_db **out,
+    struct ferry_err *err)
+{
+	const char *keys[] = { "dbname", "fallback_application_name", NULL };
+	const char *vals[3];
+	struct ferry_db *db = xcalloc(1, sizeof(*db));
+	struct ferry_buf setup;
+	char *conninfo = NULL, *msg = NULL;
+	int rc = 0;
+
+	*out = NULL;
+	ferry_buf_init(&setup, 1 << 16);
+	db->display = mask_password(url);
+	if (is_uri(url))
+		conninfo = translate_uri(url, &db->schema);
+	else
+		conninfo = xstrdup(url);
+	if (db->schema == NULL || *db->schema == '\0') {
+		free(db->schema);
+		db->schema = xstrdup("public");
+	}
+	vals[0] = conninfo;
+	vals[1] = app_name;
+	vals[2] = NULL;
+	db->conn = PQconnectdbParams(keys, vals, 1);
+	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
+		msg = xstrdup(
+		    db->conn ? PQerrorMessage(db->conn) : "out of memory");
+		one_line(msg);
+		rc = ferry_errf(err, FERRY_EOPER, "cannot connect to %s: %s",
+		    db->display, msg);
+		goto out;
+	}
+	db->cancel = PQgetCancel(db->conn);
+	PQsetNoticeProcessor(db->conn, on_notice, NULL);
+	db->schema_ident = ferry_db_ident(db, db->schema);
+	if (db->schema_ident == NULL) {
+		rc = ferry_errf(err, FERRY_EUSAGE,
+		    "invalid schema name in the database URL");
+		goto out;
+	}
+	/*
+	 * Prisma sets search_path to the URL's schema; migrations written for
+	 * Prisma rely on it. Without the check interval, a killed client's
+	 * backend runs on (holding the migration lock) until its statement
+	 * ends.
+	 */
+	ferry_buf_addf(&setup, "SET search_path TO %s;", db->schema_ident);
+	if (PQserverVersion(db->conn) >= 140000)
+		ferry_buf_adds(&setup,
+		    "SET client_connection_check_interval = 1000;");
+	rc = ferry_db_exec(db, ferry_buf_str(&setup),
+	    "cannot set up the session", err);
+	if (rc != 0)
+		goto out;
+	*out = db;
+	db = NULL;
+out:
+	free(msg);
+	free(conninfo);
+	ferry_buf_release(&setup);
+	ferry_db_close(db);
+	return rc;
+}
+
+void
+ferry_db_close(struct ferry_db *db)
+{
+	if (db == NULL)
+		return;
+	if (db->cancel != NULL)
+		PQfreeCancel(db->cancel);
+	if (db->conn != NULL)
+		PQfinish(db->conn);
+	free(db->schema);
+	free(db->schema_ident);
+	free(db->display);
+	free(db);
+}
+
+PGconn *
+ferry_db_conn(struct ferry_db *db)
+{
+	return db->conn;
+}
+
+const char *
+ferry_db_schema(const struct ferry_db *db)
+{
+	return db->schema;
+}
+
+const char *
+ferry_db_schema_ident(const struct ferry_db *db)
+{
+	return db->schema_ident;
+}
+
+const char *
+ferry_db_display(const struct ferry_db *db)
+{
+	return db->display;
+}
+
+void
+ferry_db_cancel(struct ferry_db *db)
+{
+	char buf[256];
+
+	if (db != NULL && db->cancel != NULL)
+		PQcancel(db->cancel, buf, sizeof(buf));
+}
+
+int
+ferry_db_ok(struct ferry_db *db)
+{
+	return db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK;
+}
+
+int
+ferry_db_err(struct ferry_db *db, const PGresult *res, int code,
+    const char *what, struct ferry_err *err)
+{
+	const char *state = NULL, *primary = NULL;
+	char *msg;
+
+	if (res != NULL) {
+		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	}
+	if (primary == NULL)
+		primary = PQerrorMessage(db->conn);
+	msg = xstrdup(primary);
+	one_line(msg);
+	if (state != NULL)
+		ferry_errf(err, code, "%s: %s (SQLSTATE %s)", what, msg, state);
+	else
+		ferry_errf(err, code, "%s: %s", what, msg);
+	free(msg);
+	return code;
+}
+
+int
+ferry_db_exec(struct ferry_db *db, const char *sql, const char *what,
+    struct ferry_err *err)
+{
+	PGresult *res;
+	int rc = 0;
+
+	if (!PQsendQuery(db->conn, sql))
+		return ferry_db_err(db, NULL, FERRY_EOPER, what, err);
+	while ((res = PQgetResult(db->conn)) != NULL) {
+		ExecStatusType st = PQresultStatus(res);
+		if (rc == 0 && st != PGRES_COMMAND_OK &&
+		    st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY)
+			rc = ferry_db_err(db, res, FERRY_EOPER, what, err);
+		PQclear(res);
+	}
+	return rc;
+}
+
+PGresult *
+ferry_db_query(struct ferry_db *db, const char *sql, int nparams,
+    const char *const *params, const char *what, struct ferry_err *err)
+{
+	PGresult *res;
+	ExecStatusType st;
+
+	res = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		ferry_db_err(db, res, FERRY_EOPER, what, err);
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
+char *
+ferry_db_literal(struct ferry_db *db, const char *s)
+{
+	char *q = PQescapeLiteral(db->conn, s, strlen(s)), *r;
+
+	if (q == NULL)
+		return NULL;
+	r = xstrdup(q);
+	PQfreemem(q);
+	return r;
+}
+
+char *
+ferry_db_ident(struct ferry_db *db, const char *s)
+{
+	char *q = PQescapeIdentifier(db->conn, s, strlen(s)), *r;
+
+	if (q == NULL)
+		return NULL;
+	r = xstrdup(q);
+	PQfreemem(q);
+	return r;
+}
