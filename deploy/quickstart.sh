@@ -1,8 +1,8 @@
 #!/bin/sh
 # The main job, from a bare Debian 12 machine: install what is needed,
 # build Ferry, start throwaway dev/shadow/staging/prod PostgreSQL clusters
-# and roll the example migrations out across them, one stage after the
-# other. Everything started here is stopped and removed at the end unless
+# and roll the example migrations out across them with ferry-agent, one
+# stage after the other. Everything started here is stopped and removed at the end unless
 # --keep is given.
 #
 #   deploy/quickstart.sh [--keep]
@@ -45,16 +45,15 @@ echo "== start dev, shadow, staging and prod databases"
 echo "== the migrations, in the order Prisma applies them"
 "$ferry" migrations list "$migrations"
 
+agent="$root/build/agent/ferry-agent"
 for env in dev shadow staging prod; do
 	url=$("$root/deploy/pg-sandbox" url -d "$sandbox" "$env")
-	echo "== $env: apply ($url)"
-	for dir in $("$ferry" migrations list --json "$migrations" |
-		sed -n 's/^ *"name": "\(.*\)",$/\1/p'); do
-		psql -X -q -v ON_ERROR_STOP=1 -d "$url" \
-			-f "$migrations/$dir/migration.sql" >/dev/null
-		echo "   applied $dir"
-	done
-	psql -X -A -t -d "$url" -c "SELECT '   ' || count(*) || ' tables in public'
-		FROM pg_tables WHERE schemaname = 'public'"
+	echo "== $env: ferry-agent apply ($url)"
+	"$agent" apply --migrations "$migrations" --database-url "$url"
+	echo "== $env: ferry-agent status"
+	"$agent" status --migrations "$migrations" --database-url "$url" | tail -n 1
+	echo "== $env: run again: nothing to do"
+	"$agent" apply --migrations "$migrations" --database-url "$url"
 done
-echo "== done: the example schema is on dev, shadow, staging and prod"
+echo "== done: the example schema is on dev, shadow, staging and prod,"
+echo "   recorded in _prisma_migrations exactly as Prisma would record it"
