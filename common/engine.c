@@ -1225,7 +1225,7 @@ ferry_engine_resolve_rolled_back(struct ferry_db *db, const char *name,
 {
 	struct ferry_status *st = NULL;
 	char *table = NULL, *lit = NULL, *sql = NULL;
-	size_t i, nrows = 0, nfailed = 0;
+	size_t i, nrows = 0, nfailed = 0, nfinished = 0;
 	int rc;
 
 	rc = ferry_history_lock(db, lock_wait_ms, err);
@@ -1240,12 +1240,19 @@ ferry_engine_resolve_rolled_back(struct ferry_db *db, const char *name,
 			continue;
 		nrows++;
 		nfailed += row_failed(r);
+		nfinished += row_live_finished(r);
 	}
 	if (nrows == 0) {
 		rc = ferry_errf(err, FERRY_EFINDING,
 		    "migration '%s' has no record in the history: nothing to "
 		    "roll back",
 		    name);
+		goto out;
+	}
+	if (nfailed == 0 && nfinished == 0) {
+		/* Only rolled-back attempts: nothing to do, as in Prisma. */
+		ferry_log_info("migration is already marked rolled back",
+		    "migration", name);
 		goto out;
 	}
 	if (nfailed == 0) {
