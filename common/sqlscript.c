@@ -571,6 +571,24 @@ cursor_line(const char *t, size_t len, int cursorpos)
 	return 1 + count_lines(t, 0, i);
 }
 
+/* The warning for a file the parser refused. */
+static char *
+parser_warning(const struct ferry_script *s, const char *name,
+    const PgQueryError *e)
+{
+	const char *msg = e->message != NULL ? e->message : "unknown error";
+
+	if (e->cursorpos <= 0)
+		return xasprintf("cannot parse '%s' with the "
+		                 "PostgreSQL " PG_MAJORVERSION
+		                 " grammar: %s; " SIMPLE_TAIL,
+		    name, msg);
+	return xasprintf("cannot parse '%s' with the "
+	                 "PostgreSQL " PG_MAJORVERSION
+	                 " grammar at line %d: %s; " SIMPLE_TAIL,
+	    name, cursor_line(s->text, s->len, e->cursorpos), msg);
+}
+
 static void
 set_simple(struct ferry_script *s, const char *reason, char *warning)
 {
@@ -588,7 +606,7 @@ directive(struct ferry_script *s, const char *c, size_t n, const char *name,
 {
 	static const char prefix[] = "ferry:";
 	struct ferry_err derr;
-	size_t i = 0, ks, ke, vs, ve;
+	size_t i = 0, ks, ke, vs;
 	int64_t *target, ms;
 	char *key = NULL, *val = NULL, *what = NULL;
 	int rc = 0;
@@ -608,7 +626,6 @@ directive(struct ferry_script *s, const char *c, size_t n, const char *name,
 	key = xstrndup(c + ks, ke - ks);
 	for (vs = ke; vs < n && is_space(c[vs]); vs++)
 		;
-	ve = n;
 	if (vs < n && c[vs] != '=') {
 		rc = ferry_errf(err, FERRY_EUSAGE,
 		    "'%s' line %d: malformed directive '%.*s'", name, line,
@@ -618,7 +635,7 @@ directive(struct ferry_script *s, const char *c, size_t n, const char *name,
 	if (vs < n) {
 		for (vs++; vs < n && is_space(c[vs]); vs++)
 			;
-		val = xstrndup(c + vs, ve - vs);
+		val = xstrndup(c + vs, n - vs);
 	}
 	if (strcmp(key, "no-transaction") == 0) {
 		if (val != NULL) {
@@ -815,7 +832,7 @@ ferry_script_parse(const char *sql, size_t len, const char *name,
 	PgQuerySplitResult split;
 	struct ferry_script *s;
 	struct stmt *st = NULL;
-	size_t n = 0, i, loc, slen, pos = 0;
+	size_t n = 0, nsplit, i, loc, slen, pos = 0;
 	int have_split = 0, line = 1, rc;
 	const char *nul;
 
@@ -859,30 +876,16 @@ ferry_script_parse(const char *sql, size_t len, const char *name,
 	split = pg_query_split_with_parser(s->text);
 	have_split = 1;
 	if (split.error != NULL) {
-		const char *msg = split.error->message != NULL
-		    ? split.error->message
-		    : "unknown error";
-
 		set_simple(s,
 		    "cannot be parsed with the PostgreSQL " PG_MAJORVERSION
 		    " grammar",
-		    split.error->cursorpos > 0
-		        ? xasprintf("cannot parse '%s' with the "
-		                    "PostgreSQL " PG_MAJORVERSION
-		                    " grammar at line %d: %s; " SIMPLE_TAIL,
-		              name,
-		              cursor_line(s->text, len, split.error->cursorpos),
-		              msg)
-		        : xasprintf("cannot parse '%s' with the "
-		                    "PostgreSQL " PG_MAJORVERSION
-		                    " grammar: %s; " SIMPLE_TAIL,
-		              name, msg));
+		    parser_warning(s, name, split.error));
 		goto out;
 	}
 
-	st =
-	    xcalloc(split.n_stmts > 0 ? (size_t)split.n_stmts : 1, sizeof(*st));
-	for (i = 0; i < (size_t)(split.n_stmts > 0 ? split.n_stmts : 0); i++) {
+	nsplit = split.n_stmts > 0 ? (size_t)split.n_stmts : 0;
+	st = xcalloc(nsplit > 0 ? nsplit : 1, sizeof(*st));
+	for (i = 0; i < nsplit; i++) {
 		if (split.stmts[i]->stmt_location < 0 ||
 		    split.stmts[i]->stmt_len < 0)
 			continue;

@@ -248,6 +248,18 @@ test_transaction_blocks(void **state)
 	    FERRY_STMT_TX_CONTROL);
 	ferry_script_free(s);
 
+	/* Flags and index names of a block's statements go to its step. */
+	sql = "SELECT 1;\nBEGIN;\nCREATE INDEX CONCURRENTLY i ON t (a);\n"
+	      "COMMIT;";
+	s = parse(sql);
+	assert_mode(s, FERRY_MODE_PER_STATEMENT,
+	    "transaction control (BEGIN) at line 2");
+	assert_step(sql, s, 1,
+	    "BEGIN;\nCREATE INDEX CONCURRENTLY i ON t (a);\nCOMMIT", 2,
+	    FERRY_STMT_TX_CONTROL | FERRY_STMT_NO_TX | FERRY_STMT_CONCURRENT);
+	assert_string_equal(ferry_script_step(s, 1)->index_name, "i");
+	ferry_script_free(s);
+
 	/* A lone COMMIT is its own step. */
 	sql = "SELECT 1;\ncommit;\nSELECT 2;";
 	s = parse(sql);
@@ -376,6 +388,8 @@ test_no_transaction_statements(void **state)
 		    FERRY_MODE_TRANSACTION, "" },
 		{ "COMMIT PREPARED 'x';", FERRY_MODE_PER_STATEMENT,
 		    NOTX("COMMIT PREPARED", 1) },
+		{ "PREPARE TRANSACTION 'x';", FERRY_MODE_PER_STATEMENT,
+		    "transaction control (PREPARE TRANSACTION) at line 1" },
 	};
 
 	(void)state;
@@ -434,12 +448,15 @@ test_keywords_in_literals_and_comments(void **state)
 	    "SELECT 'create index concurrently' AS \"VACUUM\", E'\\'commit;';\n"
 	    "SELECT CASE WHEN true THEN 1 END;\n"
 	    "CREATE TABLE t (value int, \"database\" text);\n"
-	    "COMMENT ON TABLE t IS 'BEGIN; COMMIT;';\n";
+	    "COMMENT ON TABLE t IS 'BEGIN; COMMIT;';\n"
+	    "CREATE TABLE c (n text DEFAULT 'CREATE INDEX CONCURRENTLY');\n"
+	    "ALTER TABLE c ALTER n SET DEFAULT 'DETACH CONCURRENTLY';\n"
+	    "PREPARE q AS SELECT 1;\n";
 	struct ferry_script *s = parse(sql);
 
 	(void)state;
 	assert_mode(s, FERRY_MODE_TRANSACTION, "");
-	assert_int_equal(ferry_script_nstatements(s), 7);
+	assert_int_equal(ferry_script_nstatements(s), 10);
 	assert_step(sql, s, 3,
 	    "SELECT 'create index concurrently' AS \"VACUUM\", E'\\'commit;'",
 	    6, 0);
