@@ -330,7 +330,7 @@ cmd_apply(int argc, char **argv)
 				    optarg);
 			break;
 		default:
-			return ferry_cli_usage_error(c.prog, "invalid option");
+			return ferry_cli_bad_option(c.prog, argv);
 		}
 	}
 	if (optind != argc)
@@ -343,6 +343,7 @@ cmd_apply(int argc, char **argv)
 	if (r != 0)
 		return r;
 	install_signals();
+	ao.lock_wait_ms = c.lock_wait_ms;
 	ao.interrupted = &stop_requested;
 	ctx.c = &c;
 	ctx.events = json_array();
@@ -454,7 +455,7 @@ cmd_status(int argc, char **argv)
 			fputs(status_usage, stdout);
 			return 0;
 		}
-		return ferry_cli_usage_error(c.prog, "invalid option");
+		return ferry_cli_bad_option(c.prog, argv);
 	}
 	if (optind != argc)
 		return ferry_cli_usage_error(c.prog, "unexpected argument '%s'",
@@ -589,7 +590,7 @@ cmd_resolve(int argc, char **argv)
 			rolled = optarg;
 			break;
 		default:
-			return ferry_cli_usage_error(c.prog, "invalid option");
+			return ferry_cli_bad_option(c.prog, argv);
 		}
 	}
 	if ((applied == NULL) == (rolled == NULL) || optind != argc)
@@ -660,7 +661,7 @@ cmd_baseline(int argc, char **argv)
 			up_to = optarg;
 			continue;
 		}
-		return ferry_cli_usage_error(c.prog, "invalid option");
+		return ferry_cli_bad_option(c.prog, argv);
 	}
 	if (optind != argc)
 		return ferry_cli_usage_error(c.prog, "unexpected argument '%s'",

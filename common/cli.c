@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -41,6 +42,8 @@ ferry_cli_dispatch(const char *prog, const char *about, const char *version,
 {
 	const struct ferry_cmd *c;
 
+	/* Commands report bad options themselves, naming the program. */
+	opterr = 0;
 	if (argc < 2) {
 		print_help(stderr, prog, about, cmds);
 		return 2;
@@ -75,12 +78,22 @@ ferry_cli_usage_error(const char *prog, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "%s: ", prog);
+	fprintf(stderr, "%s: error: ", prog);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, " (see '%s --help')\n", prog);
 	return FERRY_EUSAGE;
+}
+
+int
+ferry_cli_bad_option(const char *prog, char **argv)
+{
+	/* getopt has advanced past the offending word. */
+	if (optind > 0 && argv[optind - 1] != NULL)
+		return ferry_cli_usage_error(prog,
+		    "unknown option or missing value: '%s'", argv[optind - 1]);
+	return ferry_cli_usage_error(prog, "invalid option");
 }
 
 void

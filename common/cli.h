@@ -44,6 +44,12 @@ int ferry_cli_fail(const char *prog, const struct ferry_err *err);
 int ferry_cli_usage_error(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/*
+ * After getopt_long returned '?': names the unknown option (or the one
+ * missing its value) and returns 2.
+ */
+int ferry_cli_bad_option(const char *prog, char **argv);
+
 /* Prints "prog: warning: ..." to stderr. */
 void ferry_cli_warn(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -191,8 +191,10 @@ int
 ferry_db_open(const char *url, const char *app_name, struct ferry_db **out,
     struct ferry_err *err)
 {
-	const char *keys[] = { "dbname", "fallback_application_name", NULL };
-	const char *vals[3];
+	/* Earlier keywords are overridden by the URL's own parameters. */
+	const char *keys[] = { "connect_timeout", "dbname",
+		"fallback_application_name", NULL };
+	const char *vals[4];
 	struct ferry_db *db = xcalloc(1, sizeof(*db));
 	struct ferry_buf setup;
 	char *conninfo = NULL, *msg = NULL;
@@ -209,9 +211,12 @@ ferry_db_open(const char *url, const char *app_name, struct ferry_db **out,
 		free(db->schema);
 		db->schema = xstrdup("public");
 	}
-	vals[0] = conninfo;
-	vals[1] = app_name;
-	vals[2] = NULL;
+	/* libpq waits forever for a server that never answers. */
+	vals[0] =
+	    getenv("PGCONNECT_TIMEOUT") ? getenv("PGCONNECT_TIMEOUT") : "10";
+	vals[1] = conninfo;
+	vals[2] = app_name;
+	vals[3] = NULL;
 	db->conn = PQconnectdbParams(keys, vals, 1);
 	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
 		msg = xstrdup(

@@ -342,6 +342,22 @@ run_text(struct ferry_db *db, const char *text, size_t len, struct attempt *a)
 	}
 	while ((res = PQgetResult(conn)) != NULL) {
 		ExecStatusType st = PQresultStatus(res);
+		if (st == PGRES_COPY_IN) {
+			/* A migration has no data to feed COPY FROM STDIN: end
+			   it with an error, which the server reports back. */
+			PQputCopyEnd(conn,
+			    "COPY FROM STDIN is not supported in "
+			    "a migration (no input data)");
+			PQclear(res);
+			continue;
+		}
+		if (st == PGRES_COPY_OUT) {
+			char *buf = NULL;
+			while (PQgetCopyData(conn, &buf, 0) > 0)
+				PQfreemem(buf);
+			PQclear(res);
+			continue;
+		}
 		if (!a->ok) {
 			PQclear(res);
 			continue;
@@ -394,10 +410,9 @@ run_text(struct ferry_db *db, const char *text, size_t len, struct attempt *a)
 	}
 }
 
-/* Sleeps for the k-th backoff (exponential, with jitter), or until
- * interrupted. */
-static void
-backoff(const struct run *r, int k, long *slept_ms)
+/* The k-th backoff (exponential, capped, with jitter), in ms. */
+static long
+retry_delay(const struct run *r, int k)
 {
 	long base = r->opts->retry_base_ms, cap = 30000, d;
 	int i;
@@ -407,9 +422,14 @@ backoff(const struct run *r, int k, long *slept_ms)
 		d *= 2;
 	if (d > cap)
 		d = cap;
-	/* Full jitter in [d/2, d]: agents retrying together spread out. */
-	d = d / 2 + (long)randombytes_uniform((uint32_t)(d / 2 + 1));
-	*slept_ms = d;
+	/* Jitter in [d/2, d]: agents retrying together spread out. */
+	return d / 2 + (long)randombytes_uniform((uint32_t)(d / 2 + 1));
+}
+
+/* Sleeps ms, or until interrupted. */
+static void
+sleep_ms(const struct run *r, long d)
+{
 	while (d > 0 && !interrupted(r)) {
 		long step = d < 50 ? d : 50;
 		struct timespec ts = { 0, step * 1000000L };
@@ -446,6 +466,10 @@ build_report(struct run *r, const struct attempt *a, int step, size_t offset,
 		    step + 1, nsteps, line, col);
 	} else if (step >= nsteps && nsteps > 0) {
 		ferry_buf_adds(&r->report, " at COMMIT");
+	} else if (has_offset) {
+		ferry_script_line_col(r->script, offset, &line, &col);
+		ferry_buf_addf(&r->report,
+		    " at migration.sql line %d, column %d", line, col);
 	}
 	ferry_buf_addf(&r->report, ": %s",
 	    a->message ? a->message : "unknown error");
@@ -548,14 +572,24 @@ run_transaction(struct run *r, struct ferry_err *err)
 			rc = RUN_OPER;
 			break;
 		}
-		ferry_db_exec(r->db, "ROLLBACK", "rollback", NULL);
+		/* A query refused as a whole (bad encoding) opened nothing. */
+		if (PQtransactionStatus(ferry_db_conn(r->db)) != PQTRANS_IDLE)
+			ferry_db_exec(r->db, "ROLLBACK", "rollback", NULL);
 		step = a.results_before - nprefix;
 		if (strcmp(a.sqlstate, "55P03") == 0 && !interrupted(r) &&
 		    tries < r->opts->max_retries) {
-			long slept;
-			backoff(r, tries, &slept);
-			log_retry(r, ++tries, slept, step);
+			long delay = retry_delay(r, tries);
+			/* Name the blockers while they still hold the lock. */
+			log_retry(r, ++tries, delay, step);
 			r->ev.retries = tries;
+			sleep_ms(r, delay);
+			if (interrupted(r)) {
+				build_report(r, &a, step, 0, 0);
+				rc = record_failure_row(r, 0, err) == 0
+				    ? RUN_FAILED
+				    : RUN_OPER;
+				break;
+			}
 			attempt_release(&a);
 			continue;
 		}
@@ -594,20 +628,25 @@ run_transaction(struct run *r, struct ferry_err *err)
 	return rc;
 }
 
-/* Drops the index a timed-out CREATE INDEX CONCURRENTLY left invalid. */
-static void
+/*
+ * Drops the index a timed-out CREATE INDEX CONCURRENTLY left invalid.
+ * Returns 0, or -1 if the drop itself failed (it waits for the same old
+ * transactions, so it can time out too).
+ */
+static int
 drop_invalid_index(struct run *r, const struct ferry_step *s)
 {
 	const char *params[2];
 	struct ferry_err e;
 	PGresult *res;
 	char *sql;
+	int rc = 0;
 
 	if (s->index_name == NULL) {
 		ferry_log_warn("cannot clean up after CREATE INDEX "
 		               "CONCURRENTLY without an index name",
 		    "migration", r->m->name);
-		return;
+		return 0;
 	}
 	ferry_err_clear(&e);
 	params[0] = s->index_name;
@@ -627,11 +666,16 @@ drop_invalid_index(struct run *r, const struct ferry_step *s)
 		               "INDEX CONCURRENTLY left behind",
 		    "migration", r->m->name, "index", PQgetvalue(res, 0, 0));
 		if (ferry_db_exec(r->db, sql, "cannot drop the invalid index",
-		        &e) != 0)
-			ferry_log_warn("drop failed", "error", e.msg);
+		        &e) != 0) {
+			ferry_log_warn("cannot drop the invalid index yet; "
+			               "retrying",
+			    "error", e.msg);
+			rc = -1;
+		}
 		free(sql);
 	}
 	PQclear(res);
+	return rc;
 }
 
 static int
@@ -659,7 +703,8 @@ run_per_statement(struct run *r, int start, int resume, struct ferry_err *err)
 	size_t n = ferry_script_nsteps(r->script);
 	char *name = ferry_db_literal(r->db, r->m->name), *sql = NULL;
 	struct attempt a;
-	int k, tries, rc = RUN_OK;
+	int k, tries, cleanup, rc = RUN_OK;
+	long delay;
 
 	memset(&a, 0, sizeof(a));
 	if (ferry_history_create_progress(r->db, err) != 0) {
@@ -680,8 +725,14 @@ run_per_statement(struct run *r, int start, int resume, struct ferry_err *err)
 		    r->table, r->id, r->m->checksum, r->started, name, r->id,
 		    name, r->m->checksum, n);
 	} else {
-		sql = xasprintf("UPDATE %s SET logs = NULL WHERE id = '%s'",
-		    r->table, r->id);
+		/* Steps before start are done (an in-doubt one the operator
+		   said took effect included). */
+		sql = xasprintf("UPDATE %s SET logs = NULL, "
+		                "applied_steps_count = %d WHERE id = '%s';"
+		                "UPDATE ferry.statement_progress SET "
+		                "step = %d, state = 'done' "
+		                "WHERE migration_id = '%s'",
+		    r->table, start, r->id, start - 1, r->id);
 	}
 	if (exec_bookkeeping(r, sql, err) != 0 ||
 	    set_session_timeouts(r, 0, err) != 0) {
@@ -694,11 +745,23 @@ run_per_statement(struct run *r, int start, int resume, struct ferry_err *err)
 		char *text = xstrndup(r->m->sql + s->offset, s->len);
 
 		tries = 0;
+		cleanup = 0;
 		for (;;) {
 			if (interrupted(r)) {
 				a.ok = 0;
 				break;
 			}
+			if (cleanup && drop_invalid_index(r, s) != 0) {
+				/* The drop timed out too: another retry. */
+				if (tries >= r->opts->max_retries)
+					break;
+				delay = retry_delay(r, tries);
+				log_retry(r, ++tries, delay, k);
+				r->ev.retries += 1;
+				sleep_ms(r, delay);
+				continue;
+			}
+			cleanup = 0;
 			free(sql);
 			sql = xasprintf("UPDATE ferry.statement_progress SET "
 			                "step = %d, state = 'started', "
@@ -724,14 +787,11 @@ run_per_statement(struct run *r, int start, int resume, struct ferry_err *err)
 			                "'%s'",
 			    r->id);
 			exec_bookkeeping(r, sql, err);
-			if (s->flags & FERRY_STMT_CONCURRENT)
-				drop_invalid_index(r, s);
-			{
-				long slept;
-				backoff(r, tries, &slept);
-				log_retry(r, ++tries, slept, k);
-			}
+			cleanup = (s->flags & FERRY_STMT_CONCURRENT) != 0;
+			delay = retry_delay(r, tries);
+			log_retry(r, ++tries, delay, k);
 			r->ev.retries += 1;
+			sleep_ms(r, delay);
 		}
 		free(text);
 		if (a.conn_lost) {
@@ -825,7 +885,7 @@ run_simple(struct run *r, struct ferry_err *err)
 	}
 	if (!a.ok) {
 		char *logs;
-		build_report(r, &a, -1, 0, 0);
+		build_report(r, &a, -1, off + a.err_offset, a.has_offset);
 		logs = ferry_db_literal(r->db, ferry_buf_str(&r->report));
 		sql = xasprintf("UPDATE %s SET logs = %s WHERE id = '%s'",
 		    r->table, logs ? logs : "NULL", r->id);
@@ -863,11 +923,30 @@ apply_one(struct ferry_db *db, const struct ferry_apply_opts *opts,
     const char *table, const struct ferry_migration *m, const char *resume_id,
     int resume_step, struct ferry_err *err)
 {
+	struct ferry_migration sanitized;
 	struct run r;
+	char *fixed;
+	size_t fixed_len = 0;
 	int64_t t0 = ferry_mono_us(), v;
 	int rc;
 
 	memset(&r, 0, sizeof(r));
+	/*
+	 * The server accepts only valid UTF-8. Like Prisma 6.6+, send such a
+	 * file with invalid bytes replaced by U+FFFD (usually in comments);
+	 * the recorded checksum stays that of the raw file.
+	 */
+	fixed = ferry_utf8_replace_invalid(m->sql, m->sql_len, &fixed_len);
+	if (fixed != NULL) {
+		ferry_log_warn("migration.sql is not valid UTF-8; invalid "
+		               "bytes "
+		               "are sent as U+FFFD",
+		    "migration", m->name);
+		sanitized = *m;
+		sanitized.sql = fixed;
+		sanitized.sql_len = fixed_len;
+		m = &sanitized;
+	}
 	r.db = db;
 	r.opts = opts;
 	r.m = m;
@@ -944,6 +1023,7 @@ apply_one(struct ferry_db *db, const struct ferry_apply_opts *opts,
 out:
 	ferry_script_free(r.script);
 	ferry_buf_release(&r.report);
+	free(fixed);
 	return rc;
 }
 

@@ -20,7 +20,7 @@ struct ferry_history {
 /* Prisma's DDL, column for column. */
 static const char create_table_fmt[] =
     "BEGIN; SET LOCAL client_min_messages = warning;\n"
-    "CREATE SCHEMA IF NOT EXISTS %s;\n"
+    "%s"
     "CREATE TABLE IF NOT EXISTS %s.\"_prisma_migrations\" (\n"
     "    \"id\"                    VARCHAR(36) PRIMARY KEY NOT NULL,\n"
     "    \"checksum\"              VARCHAR(64) NOT NULL,\n"
@@ -54,10 +54,28 @@ int
 ferry_history_create(struct ferry_db *db, struct ferry_err *err)
 {
 	const char *s = ferry_db_schema_ident(db);
-	char *sql = xasprintf(create_table_fmt, s, s);
-	int rc = ferry_db_exec(db, sql, "cannot create the history table", err);
+	const char *params[1] = { ferry_db_schema(db) };
+	char *create_schema = NULL, *sql;
+	PGresult *res;
+	int rc;
 
+	/*
+	 * CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when
+	 * the schema exists: only ask for it when the schema is missing.
+	 */
+	res = ferry_db_query(db,
+	    "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", 1,
+	    params, "cannot inspect the database", err);
+	if (res == NULL)
+		return err->code;
+	if (PQntuples(res) == 0)
+		create_schema = xasprintf("CREATE SCHEMA %s;\n", s);
+	PQclear(res);
+	sql =
+	    xasprintf(create_table_fmt, create_schema ? create_schema : "", s);
+	rc = ferry_db_exec(db, sql, "cannot create the history table", err);
 	free(sql);
+	free(create_schema);
 	return rc;
 }
 

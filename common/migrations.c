@@ -521,22 +521,17 @@ utf8_seq(const unsigned char *p, size_t n, size_t *sub)
 	return need + 1;
 }
 
-int
-ferry_migration_checksum_matches(const struct ferry_migration *m,
-    const char *checksum)
+char *
+ferry_utf8_replace_invalid(const char *text, size_t len, size_t *outlen)
 {
-	const unsigned char *p = (const unsigned char *)m->sql;
+	const unsigned char *p = (const unsigned char *)text;
 	struct ferry_buf b;
 	size_t i = 0, n, sub;
-	int invalid = 0, found;
+	int invalid = 0;
 
-	if (strcmp(m->checksum, checksum) == 0)
-		return 1;
-	if (matches_line_endings(m->sql, m->sql_len, checksum))
-		return 1;
 	ferry_buf_init(&b, (size_t)-1 / 2);
-	while (i < m->sql_len) {
-		n = utf8_seq(p + i, m->sql_len - i, &sub);
+	while (i < len) {
+		n = utf8_seq(p + i, len - i, &sub);
 		if (n == 0) {
 			ferry_buf_add(&b, "\xef\xbf\xbd", 3);
 			invalid = 1;
@@ -546,9 +541,29 @@ ferry_migration_checksum_matches(const struct ferry_migration *m,
 			i += n;
 		}
 	}
-	found = invalid &&
-	    matches_line_endings(ferry_buf_str(&b), ferry_buf_len(&b),
-	        checksum);
-	ferry_buf_release(&b);
+	if (!invalid) {
+		ferry_buf_release(&b);
+		return NULL;
+	}
+	return ferry_buf_detach(&b, outlen);
+}
+
+int
+ferry_migration_checksum_matches(const struct ferry_migration *m,
+    const char *checksum)
+{
+	char *fixed;
+	size_t len = 0;
+	int found;
+
+	if (strcmp(m->checksum, checksum) == 0)
+		return 1;
+	if (matches_line_endings(m->sql, m->sql_len, checksum))
+		return 1;
+	fixed = ferry_utf8_replace_invalid(m->sql, m->sql_len, &len);
+	if (fixed == NULL)
+		return 0;
+	found = matches_line_endings(fixed, len, checksum);
+	free(fixed);
 	return found;
 }

@@ -97,4 +97,11 @@ int ferry_lockfile_check(const char *text, size_t len, const char *path,
 int ferry_migration_checksum_matches(const struct ferry_migration *m,
     const char *checksum);
 
+/*
+ * Returns a copy of text with each invalid UTF-8 sequence replaced by
+ * U+FFFD (the WHATWG decoder's maximal subparts, as Node decodes), or NULL
+ * when text is valid UTF-8. free() the result.
+ */
+char *ferry_utf8_replace_invalid(const char *text, size_t len, size_t *outlen);
+
 #endif

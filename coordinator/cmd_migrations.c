@@ -88,8 +88,8 @@ cmd_list(int argc, char **argv)
 			fputs(list_usage, stdout);
 			return 0;
 		default:
-			return ferry_cli_usage_error("ferry migrations list",
-			    "invalid option");
+			return ferry_cli_bad_option("ferry migrations list",
+			    argv);
 		}
 	}
 	if (optind != argc - 1)
