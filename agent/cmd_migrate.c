@@ -11,10 +11,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agentconf.h"
+#include "anchor.h"
+#include "approval.h"
+#include "buf.h"
+#include "bundle.h"
 #include "cli.h"
 #include "commands.h"
 #include "db.h"
 #include "engine.h"
+#include "hash.h"
 #include "util.h"
 
 /* Options every command of this group takes. */
@@ -41,6 +47,11 @@ enum {
 	OPT_APPLIED,
 	OPT_ROLLED_BACK,
 	OPT_UP_TO,
+	OPT_BUNDLE,
+	OPT_APPROVAL,
+	OPT_CONFIG,
+	OPT_ROLLOUT,
+	OPT_ACCEPT_RESTORED,
 };
 
 #define COMMON_OPTIONS                                               \
@@ -188,6 +199,100 @@ finish(struct common *c, json_t *j, struct ferry_err *err)
 
 /* ---------------------------------------------------------------- */
 
+/* A signed bundle as apply's input, with what it takes to trust it. */
+struct bundle_input {
+	const char *path;
+	const char *config_path;
+	const char *rollout;
+	const char *approvals[64];
+	size_t napprovals;
+	int accept_restored_db;
+	struct ferry_agent_config *config;
+	struct ferry_bundle *bundle;
+};
+
+/*
+ * Verifies the bundle (signature, format, checksums) and its approvals
+ * against the agent's config, before anything touches the database.
+ */
+static int
+bundle_verify(struct bundle_input *in, struct ferry_err *err)
+{
+	struct ferry_approval_blob blobs[64];
+	struct ferry_buf bufs[64];
+	const struct ferry_pubkey *keys;
+	size_t nkeys, i;
+	int rc;
+
+	rc = ferry_agent_config_load(in->config_path, &in->config, err);
+	if (rc != 0)
+		return rc;
+	keys = ferry_agent_config_bundle_keys(in->config, &nkeys);
+	rc = ferry_bundle_open_file(in->path, keys, nkeys, &in->bundle, err);
+	if (rc != 0)
+		return rc;
+	if (ferry_agent_config_policy(in->config)->required > 0 &&
+	    in->rollout == NULL)
+		return ferry_errf(err, FERRY_EUSAGE,
+		    "environment '%s' requires approvals: give --rollout ID "
+		    "and --approval FILE for each",
+		    ferry_agent_config_environment(in->config));
+	for (i = 0; i < in->napprovals; i++) {
+		ferry_buf_init(&bufs[i], FERRY_APPROVAL_MAX_BYTES);
+		rc = ferry_buf_read_file(&bufs[i], in->approvals[i], err);
+		blobs[i].data = (const uint8_t *)ferry_buf_str(&bufs[i]);
+		blobs[i].len = ferry_buf_len(&bufs[i]);
+		blobs[i].source = in->approvals[i];
+		if (rc != 0) {
+			in->napprovals = i + 1;
+			goto out;
+		}
+	}
+	rc = ferry_approval_check(ferry_agent_config_policy(in->config),
+	    ferry_bundle_digest(in->bundle), in->rollout ? in->rollout : "",
+	    blobs, in->napprovals, ferry_wall_us() / 1000, err);
+out:
+	for (i = 0; i < in->napprovals; i++)
+		ferry_buf_release(&bufs[i]);
+	return rc;
+}
+
+/*
+ * Anti-rollback: compares the bundle with the highest one accepted (state
+ * directory and database), refuses or records it before applying.
+ */
+static int
+bundle_anchor(struct bundle_input *in, struct ferry_db *db,
+    struct ferry_err *err)
+{
+	const char *project = ferry_agent_config_project(in->config);
+	const char *dir = ferry_agent_config_state_dir(in->config);
+	struct ferry_anchor file, dbs, next;
+	int rc;
+
+	rc = ferry_anchor_read_file(dir, project, &file, err);
+	if (rc == 0)
+		rc = ferry_anchor_read_db(db, project, &dbs, err);
+	if (rc == 0)
+		rc = ferry_anchor_check(&file, &dbs, project, in->bundle,
+		    in->accept_restored_db, &next, err);
+	if (rc == 0)
+		rc = ferry_anchor_write_db(db, project,
+		    ferry_agent_config_name(in->config), &next, err);
+	if (rc == 0)
+		rc = ferry_anchor_write_file(dir, project, &next, err);
+	return rc;
+}
+
+static void
+bundle_input_release(struct bundle_input *in)
+{
+	ferry_bundle_free(in->bundle);
+	ferry_agent_config_free(in->config);
+}
+
+/* ---------------------------------------------------------------- */
+
 static const char apply_usage[] =
     "usage: ferry-agent apply [options]\n"
     "\n"
@@ -211,6 +316,19 @@ static const char apply_usage[] =
     "                        migration from its first statement not done\n"
     "  --in-doubt done|redo  with --resume: the statement in doubt took\n"
     "                        effect (skip it) or did not (run it again)\n"
+    "\n"
+    "Signed bundles (instead of --migrations):\n"
+    "  --bundle FILE         apply a signed bundle, verified before anything\n"
+    "                        touches the database: signature by a trusted\n"
+    "                        key, checksums, never older than the last one\n"
+    "                        accepted, chained to it, approvals\n"
+    "  --config FILE         the agent config: trusted keys, environment,\n"
+    "                        project, approval policy, state directory\n"
+    "  --rollout ID          the rollout the approvals name\n"
+    "  --approval FILE       a release manager's approval (repeatable)\n"
+    "  --accept-restored-database\n"
+    "                        go on although the database is behind the\n"
+    "                        agent's state (restored from a backup)\n"
     "\n" FERRY_EXIT_CODES_HELP;
 
 struct apply_ctx {
@@ -263,9 +381,17 @@ cmd_apply(int argc, char **argv)
 		{ "allow-modified", no_argument, NULL, OPT_ALLOW_MODIFIED },
 		{ "resume", required_argument, NULL, OPT_RESUME },
 		{ "in-doubt", required_argument, NULL, OPT_IN_DOUBT },
+		{ "bundle", required_argument, NULL, OPT_BUNDLE },
+		{ "approval", required_argument, NULL, OPT_APPROVAL },
+		{ "config", required_argument, NULL, OPT_CONFIG },
+		{ "rollout", required_argument, NULL, OPT_ROLLOUT },
+		{ "accept-restored-database", no_argument, NULL,
+		    OPT_ACCEPT_RESTORED },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ferry_migrations *migs = NULL;
+	const struct ferry_migrations *list;
+	struct bundle_input bin;
 	struct ferry_apply_opts ao;
 	struct ferry_db *db = NULL;
 	struct ferry_err err;
@@ -277,6 +403,7 @@ cmd_apply(int argc, char **argv)
 
 	common_init(&c, "ferry-agent apply");
 	ferry_apply_opts_init(&ao);
+	memset(&bin, 0, sizeof(bin));
 	ferry_err_clear(&err);
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		r = common_opt(&c, opt, optarg);
@@ -329,6 +456,24 @@ cmd_apply(int argc, char **argv)
 				    "'%s'",
 				    optarg);
 			break;
+		case OPT_BUNDLE:
+			bin.path = optarg;
+			break;
+		case OPT_CONFIG:
+			bin.config_path = optarg;
+			break;
+		case OPT_ROLLOUT:
+			bin.rollout = optarg;
+			break;
+		case OPT_ACCEPT_RESTORED:
+			bin.accept_restored_db = 1;
+			break;
+		case OPT_APPROVAL:
+			if (bin.napprovals == FERRY_NELEM(bin.approvals))
+				return ferry_cli_usage_error(c.prog,
+				    "too many --approval files");
+			bin.approvals[bin.napprovals++] = optarg;
+			break;
 		default:
 			return ferry_cli_bad_option(c.prog, argv);
 		}
@@ -339,9 +484,39 @@ cmd_apply(int argc, char **argv)
 	if (ao.in_doubt && ao.resume == NULL)
 		return ferry_cli_usage_error(c.prog,
 		    "--in-doubt only makes sense with --resume");
-	r = open_both(&c, &migs, &db, 1);
-	if (r != 0)
+	if (bin.path != NULL &&
+	    (c.migrations != NULL || bin.config_path == NULL))
+		return ferry_cli_usage_error(c.prog,
+		    "--bundle needs --config and excludes --migrations");
+	if (bin.path == NULL &&
+	    (bin.config_path || bin.napprovals || bin.rollout ||
+	        bin.accept_restored_db))
+		return ferry_cli_usage_error(c.prog,
+		    "--config, --approval, --rollout and "
+		    "--accept-restored-database go with --bundle");
+	if (bin.path != NULL) {
+		if (bundle_verify(&bin, &err) != 0) {
+			bundle_input_release(&bin);
+			return ferry_cli_fail(c.prog, &err);
+		}
+		if (c.url == NULL)
+			c.url = ferry_agent_config_database_url(bin.config);
+		c.migrations = bin.path;
+	}
+	r = open_both(&c, &migs, &db, bin.path == NULL);
+	if (r != 0) {
+		bundle_input_release(&bin);
 		return r;
+	}
+	list = migs;
+	if (bin.path != NULL) {
+		list = ferry_bundle_migrations(bin.bundle);
+		if (!ao.dry_run && bundle_anchor(&bin, db, &err) != 0) {
+			close_both(migs, db);
+			bundle_input_release(&bin);
+			return ferry_cli_fail(c.prog, &err);
+		}
+	}
 	install_signals();
 	ao.lock_wait_ms = c.lock_wait_ms;
 	ao.interrupted = &stop_requested;
@@ -350,7 +525,7 @@ cmd_apply(int argc, char **argv)
 	ao.on_event = print_event;
 	ao.ctx = &ctx;
 	t0 = ferry_mono_us();
-	ferry_engine_apply(db, migs, &ao, &applied, &err);
+	ferry_engine_apply(db, list, &ao, &applied, &err);
 	j = json_pack("{s:s, s:s, s:s, s:b, s:i, s:f, s:o}", "database",
 	    ferry_db_display(db), "schema", ferry_db_schema(db),
 	    "migrations_dir", c.migrations, "dry_run", ao.dry_run, "applied",
@@ -365,7 +540,7 @@ cmd_apply(int argc, char **argv)
 		else if (applied == 0)
 			printf("nothing to apply: %zu migrations, the database "
 			       "is up to date\n",
-			    ferry_migrations_count(migs));
+			    ferry_migrations_count(list));
 		else
 			printf("%d migration%s applied in %.1f ms; the "
 			       "database "
@@ -373,7 +548,17 @@ cmd_apply(int argc, char **argv)
 			    applied, applied == 1 ? "" : "s",
 			    (double)(ferry_mono_us() - t0) / 1000.0);
 	}
+	if (bin.bundle != NULL) {
+		char hex[65];
+		ferry_hex_encode(ferry_bundle_digest(bin.bundle), 32, hex);
+		json_object_set_new(j, "bundle",
+		    json_pack("{s:s, s:I, s:s}", "project",
+		        ferry_bundle_project(bin.bundle), "sequence",
+		        (json_int_t)ferry_bundle_sequence(bin.bundle), "digest",
+		        hex));
+	}
 	close_both(migs, db);
+	bundle_input_release(&bin);
 	return finish(&c, j, &err);
 }
 

@@ -141,6 +141,8 @@ ferry_parse_duration_ms(const char *s, const char *what, int64_t *out_ms,
 	if (errno != 0 || end == s || v < 0)
 		goto bad;
 	if (*end == '\0') {
+		if (v > INT64_MAX / 1000)
+			goto bad;
 		*out_ms = (int64_t)v * 1000;
 		return 0;
 	}

@@ -5,5 +5,8 @@
 #define FERRY_COORDINATOR_COMMANDS_H
 
 int cmd_migrations(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
+int cmd_bundle(int argc, char **argv);
+int cmd_approve(int argc, char **argv);
 
 #endif

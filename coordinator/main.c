@@ -11,6 +11,10 @@
 static const struct ferry_cmd commands[] = {
 	{ "migrations", cmd_migrations,
 	    "read a migrations folder: list names, checksums, order" },
+	{ "keygen", cmd_keygen,
+	    "generate an Ed25519 key pair (signing, approver, agent)" },
+	{ "bundle", cmd_bundle, "create, inspect and verify signed bundles" },
+	{ "approve", cmd_approve, "sign an approval for a rollout stage" },
 	{ NULL, NULL, NULL },
 };
 

@@ -1,0 +1,2 @@
+-- ferry:lock_timeout=soon
+SELECT 1;
