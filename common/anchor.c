@@ -88,10 +88,9 @@ int
 ferry_anchor_write_file(const char *state_dir, const char *project,
     const struct ferry_anchor *a, struct ferry_err *err)
 {
-	char *path = NULL, *tmp = NULL;
 	char hex[65], line[128];
-	int fd = -1, dfd = -1, rc;
-	size_t len;
+	char *path;
+	int rc, n;
 
 	rc = check_project(project, err);
 	if (rc != 0)
@@ -100,33 +99,9 @@ ferry_anchor_write_file(const char *state_dir, const char *project,
 		return ferry_errf_errno(err, FERRY_EOPER, errno,
 		    "cannot create state directory '%s'", state_dir);
 	path = xasprintf("%s/%s.anchor", state_dir, project);
-	tmp = xasprintf("%s.tmp", path);
 	ferry_hex_encode(a->digest, 32, hex);
-	len = (size_t)snprintf(line, sizeof(line), "%" PRIu64 " %s\n",
-	    a->sequence, hex);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, line, len) != (ssize_t)len || fsync(fd) != 0) {
-		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
-		    "cannot write agent state '%s'", tmp);
-		goto out;
-	}
-	close(fd);
-	fd = -1;
-	if (rename(tmp, path) != 0) {
-		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
-		    "cannot replace agent state '%s'", path);
-		goto out;
-	}
-	/* The rename is durable only once the directory is synced. */
-	dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0)
-		fsync(dfd);
-out:
-	if (fd >= 0)
-		close(fd);
-	if (dfd >= 0)
-		close(dfd);
-	free(tmp);
+	n = snprintf(line, sizeof(line), "%" PRIu64 " %s\n", a->sequence, hex);
+	rc = ferry_write_file_atomic(path, line, (size_t)n, 0600, err);
 	free(path);
 	return rc;
 }

@@ -4,6 +4,9 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +161,76 @@ bad:
 	return ferry_errf(err, FERRY_EUSAGE,
 	    "invalid %s '%s': expected a duration such as 500ms, 5s, 2m or 24h",
 	    what, s);
+}
+
+int
+ferry_write_file_atomic(const char *path, const void *data, size_t len,
+    unsigned mode, struct ferry_err *err)
+{
+	const char *slash = strrchr(path, '/'), *p = data;
+	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	char *dir = NULL;
+	int fd = -1, dfd = -1, rc = 0;
+	ssize_t n;
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+	    (mode_t)mode);
+	if (fd < 0) {
+		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
+		    "cannot create '%s'", tmp);
+		goto out;
+	}
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = ferry_errf_errno(err, FERRY_EOPER, errno,
+			    "cannot write '%s'", tmp);
+			goto out;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	if (fchmod(fd, (mode_t)mode) != 0 || fsync(fd) != 0) {
+		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
+		    "cannot write '%s'", tmp);
+		goto out;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
+		    "cannot write '%s'", tmp);
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
+		    "cannot rename '%s' to '%s'", tmp, path);
+		goto out;
+	}
+	free(tmp);
+	tmp = NULL;
+	/* The rename is durable only once the directory is synced. */
+	if (slash == NULL)
+		dir = xstrdup(".");
+	else
+		dir =
+		    xstrndup(path, slash == path ? 1 : (size_t)(slash - path));
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) != 0)
+		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
+		    "cannot sync the directory of '%s'", path);
+out:
+	if (dfd >= 0)
+		close(dfd);
+	if (fd >= 0)
+		close(fd);
+	if (tmp != NULL)
+		unlink(tmp);
+	free(tmp);
+	free(dir);
+	return rc;
 }
 
 int64_t

@@ -44,6 +44,14 @@ int ferry_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
 int ferry_parse_duration_ms(const char *s, const char *what, int64_t *out_ms,
     struct ferry_err *err);
 
+/*
+ * Replaces path with data so that readers see the old file or the new
+ * one, never a part: a temporary file beside it, fsync, rename, fsync of
+ * the directory. mode is applied as is (not masked).
+ */
+int ferry_write_file_atomic(const char *path, const void *data, size_t len,
+    unsigned mode, struct ferry_err *err);
+
 /* Monotonic clock in microseconds. */
 int64_t ferry_mono_us(void);
 

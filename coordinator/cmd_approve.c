@@ -100,78 +100,6 @@ format_ms(int64_t ms, char *buf, size_t bufsz)
 }
 
 /*
- * Writes data to path atomically: a temporary file in the same directory,
- * fsync, rename over path, fsync of the directory. Returns 0 or
- * FERRY_EOPER naming the path.
- */
-static int
-write_atomic(const char *path, const uint8_t *data, size_t len,
-    struct ferry_err *err)
-{
-	char *tmp = xasprintf("%s.tmp.XXXXXX", path), *dir = NULL, *slash;
-	size_t off = 0;
-	ssize_t n;
-	int fd, dfd, rc = 0;
-
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
-		    "cannot create a temporary file beside '%s'", path);
-		goto out;
-	}
-	while (off < len) {
-		n = write(fd, data + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = ferry_errf_errno(err, FERRY_EOPER, errno,
-			    "cannot write '%s'", tmp);
-			goto out;
-		}
-		off += (size_t)n;
-	}
-	/* An approval is not secret: readable like a public key. */
-	if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
-		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
-		    "cannot write '%s'", tmp);
-		goto out;
-	}
-	if (close(fd) != 0) {
-		fd = -1;
-		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
-		    "cannot write '%s'", tmp);
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0) {
-		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
-		    "cannot rename '%s' to '%s'", tmp, path);
-		goto out;
-	}
-	slash = strrchr(path, '/');
-	if (slash == NULL)
-		dir = xstrdup(".");
-	else if (slash == path)
-		dir = xstrdup("/");
-	else
-		dir = xstrndup(path, (size_t)(slash - path));
-	dfd = open(dir, O_RDONLY | O_DIRECTORY);
-	if (dfd >= 0) {
-		/* Best effort: the file itself is complete either way. */
-		(void)fsync(dfd);
-		close(dfd);
-	}
-out:
-	if (fd >= 0)
-		close(fd);
-	if (rc != 0)
-		unlink(tmp);
-	free(dir);
-	free(tmp);
-	return rc;
-}
-
-/*
  * Opens the bundle: verified against the --trust keys when there are any,
  * else only decoded (with a warning). Returns an exit status.
  */
@@ -418,7 +346,7 @@ cmd_approve(int argc, char **argv)
 	pub = ferry_seckey_public(key);
 	if (ferry_approval_create(ferry_bundle_digest(b), o.environment,
 	        o.rollout, expires_ms, key, &data, &len, &err) != 0 ||
-	    write_atomic(o.output, data, len, &err) != 0) {
+	    ferry_write_file_atomic(o.output, data, len, 0644, &err) != 0) {
 		rc = ferry_cli_fail("ferry", &err);
 		goto out;
 	}

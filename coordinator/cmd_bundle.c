@@ -195,77 +195,6 @@ bundle_json(const struct ferry_bundle *b)
 	return j;
 }
 
-/*
- * Writes data to path atomically: a temporary file in the same directory,
- * fsync, rename over path, fsync of the directory.
- */
-static int
-write_atomic(const char *path, const uint8_t *data, size_t len,
-    struct ferry_err *err)
-{
-	char *tmp = xasprintf("%s.tmp.XXXXXX", path), *dir = NULL;
-	int fd = -1, dfd = -1, rc = 0, renamed = 0;
-	size_t off = 0;
-	mode_t mask;
-
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
-		    "cannot create a temporary file for '%s'", path);
-		free(tmp);
-		tmp = NULL;
-		goto out;
-	}
-	while (off < len) {
-		ssize_t n = write(fd, data + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = ferry_errf_errno(err, FERRY_EOPER, errno,
-			    "cannot write '%s'", tmp);
-			goto out;
-		}
-		off += (size_t)n;
-	}
-	/* A bundle is public: readable by all, as umask allows. */
-	mask = umask(0);
-	umask(mask);
-	if (fchmod(fd, 0644 & ~mask) != 0 || fsync(fd) != 0) {
-		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
-		    "cannot write '%s'", tmp);
-		goto out;
-	}
-	if (close(fd) != 0) {
-		fd = -1;
-		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
-		    "cannot write '%s'", tmp);
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0) {
-		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
-		    "cannot rename '%s' to '%s'", tmp, path);
-		goto out;
-	}
-	renamed = 1;
-	dir = xstrdup(path);
-	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) != 0)
-		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
-		    "cannot sync the directory of '%s'", path);
-out:
-	if (dfd >= 0)
-		close(dfd);
-	if (fd >= 0)
-		close(fd);
-	if (tmp != NULL && !renamed)
-		unlink(tmp);
-	free(tmp);
-	free(dir);
-	return rc;
-}
-
 static int
 cmd_create(int argc, char **argv)
 {
@@ -398,7 +327,7 @@ cmd_create(int argc, char **argv)
 		rc = FERRY_EOPER;
 		goto out;
 	}
-	rc = write_atomic(output, data, len, &err);
+	rc = ferry_write_file_atomic(output, data, len, 0644, &err);
 	if (rc != 0) {
 		rc = ferry_cli_fail("ferry", &err);
 		goto out;
