@@ -624,6 +624,9 @@ directive(struct ferry_script *s, const char *c, size_t n, const char *name,
 	     ke++)
 		;
 	key = xstrndup(c + ks, ke - ks);
+	/* "ferry:lint-ignore RULE…" is for ferry lint, which checks it. */
+	if (strcmp(key, "lint-ignore") == 0)
+		goto out;
 	for (vs = ke; vs < n && is_space(c[vs]); vs++)
 		;
 	if (vs < n && c[vs] != '=') {
@@ -655,7 +658,8 @@ directive(struct ferry_script *s, const char *c, size_t n, const char *name,
 	else {
 		rc = ferry_errf(err, FERRY_EUSAGE,
 		    "'%s' line %d: unknown directive 'ferry:%s' (known: "
-		    "no-transaction, lock_timeout, statement_timeout)",
+		    "no-transaction, lock_timeout, statement_timeout, "
+		    "lint-ignore)",
 		    name, line, key);
 		goto out;
 	}

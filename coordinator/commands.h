@@ -8,5 +8,6 @@ int cmd_migrations(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
 int cmd_approve(int argc, char **argv);
+int cmd_lint(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const struct ferry_cmd commands[] = {
 	    "generate an Ed25519 key pair (signing, approver, agent)" },
 	{ "bundle", cmd_bundle, "create, inspect and verify signed bundles" },
 	{ "approve", cmd_approve, "sign an approval for a rollout stage" },
+	{ "lint", cmd_lint, "check migrations for risky operations" },
 	{ NULL, NULL, NULL },
 };
 

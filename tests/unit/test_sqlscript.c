@@ -534,6 +534,12 @@ test_directives(void **state)
 	assert_int_equal(ferry_script_statement_timeout_ms(s), 30000);
 	ferry_script_free(s);
 
+	/* ferry lint's directive is left to ferry lint. */
+	s = parse("-- ferry:lint-ignore drop-table FERRY-L002\n"
+	          "DROP TABLE a;\n");
+	assert_mode(s, FERRY_MODE_TRANSACTION, "");
+	ferry_script_free(s);
+
 	s = parse("\xef\xbb\xbf-- ferry:lock_timeout=500ms\nSELECT 1;");
 	assert_int_equal(ferry_script_lock_timeout_ms(s), 500);
 	ferry_script_free(s);
@@ -553,7 +559,7 @@ test_directives(void **state)
 	    "expected a duration such as 500ms, 5s, 2m or 24h");
 	parse_fails("/* x */ -- ferry:nope\n",
 	    "'" NAME "' line 1: unknown directive 'ferry:nope' (known: "
-	    "no-transaction, lock_timeout, statement_timeout)");
+	    "no-transaction, lock_timeout, statement_timeout, lint-ignore)");
 	parse_fails("\n-- ferry:no-transaction=yes\n",
 	    "'" NAME "' line 2: directive 'ferry:no-transaction' takes no "
 	    "value");

@@ -1,0 +1,257 @@
+/*
+ * cmd_lint.c -- "ferry lint": check a migrations folder for operations that
+ * are risky on a live database.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "lint.h"
+#include "migrations.h"
+#include "util.h"
+
+/* Text output wraps here. */
+#define WIDTH 79
+
+static const char lint_usage[] =
+    "usage: ferry lint [--json] DIR\n"
+    "       ferry lint --rules [--json]\n"
+    "\n"
+    "Checks the migrations of a Prisma-layout folder (DIR/<name>/"
+    "migration.sql)\n"
+    "for operations that are risky on a live database: dropped tables and\n"
+    "columns, column type changes, indexes built without CONCURRENTLY, NOT\n"
+    "NULL and constraints that scan or fail on existing rows, renames, and\n"
+    "CONCURRENTLY inside a transaction block. Earlier migrations of the\n"
+    "folder count: a table that one of them creates exists before the\n"
+    "migration being checked; only a table created by the migration itself\n"
+    "is new.\n"
+    "\n"
+    "Each finding gives the migration, line and column, rule, severity, why\n"
+    "it matters and the safer pattern. A comment line before the first\n"
+    "statement of a migration.sql silences rules for that migration:\n"
+    "  -- ferry:lint-ignore FERRY-L002 drop-column -- reason\n"
+    "Rules and examples: docs/lint.md.\n"
+    "\n"
+    "Options:\n"
+    "  --json      print a JSON document instead of text\n"
+    "  --rules     list the rules instead of checking a folder\n"
+    "  -h, --help  show this help\n"
+    "\n"
+    "Any finding of severity error exits 1; warnings alone exit 0.\n"
+    "\n" FERRY_EXIT_CODES_HELP;
+
+/*
+ * Prints label and text from column indent, breaking text between words so
+ * that lines end before WIDTH; continuation lines line up after label.
+ */
+static void
+print_wrapped(int indent, const char *label, const char *text)
+{
+	int col, hang = indent + (int)strlen(label);
+	const char *p = text, *e;
+	size_t n;
+
+	col = printf("%*s%s", indent, "", label);
+	while (*p != '\0') {
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		e = strchr(p, ' ');
+		n = e != NULL ? (size_t)(e - p) : strlen(p);
+		if (col > hang && col + 1 + (int)n > WIDTH)
+			col = printf("\n%*s", hang, "") - 1;
+		else if (col > hang)
+			col += printf(" ");
+		col += printf("%.*s", (int)n, p);
+		p += n;
+	}
+	printf("\n");
+}
+
+static void
+print_rule_detail(const struct ferry_lint_rule *r)
+{
+	print_wrapped(6, "why: ", r->why);
+	print_wrapped(6, "safer: ", r->fix);
+}
+
+static void
+plural(const char *sep, size_t n, const char *what)
+{
+	printf("%s%zu %s%s", sep, n, what, n == 1 ? "" : "s");
+}
+
+static void
+lint_text(const struct ferry_lint *l, size_t nmig)
+{
+	const struct ferry_lint_finding *f;
+	const char *last = NULL;
+	char pos[32];
+	size_t i, n = ferry_lint_nfindings(l);
+
+	for (i = 0; i < n; i++) {
+		f = ferry_lint_finding(l, i);
+		if (last == NULL || strcmp(last, f->migration) != 0) {
+			printf("%s%s/migration.sql\n", last ? "\n" : "",
+			    f->migration);
+			last = f->migration;
+		}
+		if (f->line > 0)
+			snprintf(pos, sizeof(pos), "%d:%d", f->line, f->col);
+		else
+			snprintf(pos, sizeof(pos), "-");
+		printf("  %-7s %-7s  %s %s\n", pos,
+		    ferry_lint_severity_name(f->rule->severity), f->rule->id,
+		    f->rule->name);
+		print_wrapped(6, "", f->message);
+		print_rule_detail(f->rule);
+	}
+	if (n > 0)
+		printf("\n");
+	if (n == 0)
+		printf("no findings");
+	else {
+		plural("", ferry_lint_count(l, FERRY_LINT_ERROR), "error");
+		plural(", ", ferry_lint_count(l, FERRY_LINT_WARNING),
+		    "warning");
+	}
+	plural(" in ", nmig, "migration");
+	if (ferry_lint_nsuppressed(l) > 0)
+		printf(" (%zu silenced by lint-ignore)",
+		    ferry_lint_nsuppressed(l));
+	printf("\n");
+}
+
+static json_t *
+rule_json(const struct ferry_lint_rule *r)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", r->id, "name",
+	    r->name, "severity", ferry_lint_severity_name(r->severity), "why",
+	    r->why, "fix", r->fix);
+}
+
+static json_t *
+lint_json(const char *dir, const struct ferry_lint *l, size_t nmig)
+{
+	const struct ferry_lint_finding *f;
+	json_t *root = json_object(), *arr = json_array(), *o;
+	size_t i, n = ferry_lint_nfindings(l);
+	char *file;
+
+	for (i = 0; i < n; i++) {
+		f = ferry_lint_finding(l, i);
+		file = xasprintf("%s/migration.sql", f->migration);
+		o = json_pack("{s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:s, "
+		              "s:s}",
+		    "migration", f->migration, "file", file, "line",
+		    f->line > 0 ? json_integer(f->line) : json_null(), "column",
+		    f->line > 0 ? json_integer(f->col) : json_null(), "rule",
+		    f->rule->id, "name", f->rule->name, "severity",
+		    ferry_lint_severity_name(f->rule->severity), "message",
+		    f->message, "why", f->rule->why, "fix", f->rule->fix);
+		json_array_append_new(arr, o);
+		free(file);
+	}
+	json_object_set_new(root, "directory", json_string(dir));
+	json_object_set_new(root, "migrations", json_integer((json_int_t)nmig));
+	json_object_set_new(root, "errors",
+	    json_integer((json_int_t)ferry_lint_count(l, FERRY_LINT_ERROR)));
+	json_object_set_new(root, "warnings",
+	    json_integer((json_int_t)ferry_lint_count(l, FERRY_LINT_WARNING)));
+	json_object_set_new(root, "suppressed",
+	    json_integer((json_int_t)ferry_lint_nsuppressed(l)));
+	json_object_set_new(root, "findings", arr);
+	return root;
+}
+
+static int
+list_rules(const struct ferry_lint *l, int json)
+{
+	const struct ferry_lint_rule *r;
+	json_t *arr;
+	size_t i, n = ferry_lint_nrules(l);
+
+	if (json) {
+		arr = json_array();
+		for (i = 0; i < n; i++)
+			json_array_append_new(arr,
+			    rule_json(ferry_lint_rule(l, i)));
+		return ferry_cli_print_json(arr);
+	}
+	for (i = 0; i < n; i++) {
+		r = ferry_lint_rule(l, i);
+		printf("%s%s  %-7s  %s\n", i > 0 ? "\n" : "", r->id,
+		    ferry_lint_severity_name(r->severity), r->name);
+		print_rule_detail(r);
+	}
+	return 0;
+}
+
+int
+cmd_lint(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "rules", no_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ferry_migrations *m = NULL;
+	struct ferry_lint *l = NULL;
+	struct ferry_err err;
+	int json = 0, rules = 0, c, rc;
+
+	ferry_err_clear(&err);
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = 1;
+			break;
+		case 'r':
+			rules = 1;
+			break;
+		case 'h':
+			fputs(lint_usage, stdout);
+			return 0;
+		default:
+			return ferry_cli_bad_option("ferry lint", argv);
+		}
+	}
+	if (rules && optind != argc)
+		return ferry_cli_usage_error("ferry lint",
+		    "--rules takes no migrations directory");
+	if (!rules && optind != argc - 1)
+		return ferry_cli_usage_error("ferry lint",
+		    "expected exactly one migrations directory");
+	l = ferry_lint_new();
+	if (rules) {
+		rc = list_rules(l, json);
+		goto out;
+	}
+	rc = ferry_migrations_read_dir(argv[optind], &m, &err);
+	if (rc != 0) {
+		rc = ferry_cli_fail("ferry", &err);
+		goto out;
+	}
+	rc = ferry_lint_run(l, m, &err);
+	if (rc != 0) {
+		rc = ferry_cli_fail("ferry", &err);
+		goto out;
+	}
+	if (json)
+		rc = ferry_cli_print_json(
+		    lint_json(argv[optind], l, ferry_migrations_count(m)));
+	else
+		lint_text(l, ferry_migrations_count(m));
+	if (rc == 0 && ferry_lint_count(l, FERRY_LINT_ERROR) > 0)
+		rc = FERRY_EFINDING;
+out:
+	ferry_lint_free(l);
+	ferry_migrations_free(m);
+	return rc;
+}
