@@ -21,6 +21,7 @@
 #include "db.h"
 #include "engine.h"
 #include "hash.h"
+#include "history.h"
 #include "util.h"
 
 /* Options every command of this group takes. */
@@ -262,20 +263,28 @@ out:
  * directory and database), refuses or records it before applying.
  */
 static int
-bundle_anchor(struct bundle_input *in, struct ferry_db *db,
-    struct ferry_err *err)
+bundle_anchor(struct bundle_input *in, struct ferry_db *db, int dry_run,
+    long lock_wait_ms, struct ferry_err *err)
 {
 	const char *project = ferry_agent_config_project(in->config);
 	const char *dir = ferry_agent_config_state_dir(in->config);
 	struct ferry_anchor file, dbs, next;
 	int rc;
 
-	rc = ferry_anchor_read_file(dir, project, &file, err);
+	/*
+	 * Under the migration lock (re-entrant: the engine takes it again),
+	 * so two agents cannot both pass the check with rival bundles.
+	 */
+	rc = dry_run ? 0 : ferry_history_lock(db, lock_wait_ms, err);
+	if (rc == 0)
+		rc = ferry_anchor_read_file(dir, project, &file, err);
 	if (rc == 0)
 		rc = ferry_anchor_read_db(db, project, &dbs, err);
 	if (rc == 0)
 		rc = ferry_anchor_check(&file, &dbs, project, in->bundle,
 		    in->accept_restored_db, &next, err);
+	if (dry_run)
+		return rc;
 	if (rc == 0)
 		rc = ferry_anchor_write_db(db, project,
 		    ferry_agent_config_name(in->config), &next, err);
@@ -511,7 +520,8 @@ cmd_apply(int argc, char **argv)
 	list = migs;
 	if (bin.path != NULL) {
 		list = ferry_bundle_migrations(bin.bundle);
-		if (!ao.dry_run && bundle_anchor(&bin, db, &err) != 0) {
+		if (bundle_anchor(&bin, db, ao.dry_run, c.lock_wait_ms, &err) !=
+		    0) {
 			close_both(migs, db);
 			bundle_input_release(&bin);
 			return ferry_cli_fail(c.prog, &err);

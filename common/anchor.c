@@ -206,15 +206,20 @@ ferry_anchor_check(const struct ferry_anchor *file,
 		    ferry_bundle_project(b), project);
 	if (file->present &&
 	    (!dbstate->present || dbstate->sequence < file->sequence) &&
-	    !accept_restored_db)
+	    !accept_restored_db) {
+		char seen[32];
+		if (dbstate->present)
+			snprintf(seen, sizeof(seen), "bundle %" PRIu64,
+			    dbstate->sequence);
+		else
+			ferry_strlcpy(seen, "no record", sizeof(seen));
 		return ferry_errf(err, FERRY_EFINDING,
 		    "the database is behind this agent's state (database: "
-		    "%s%" PRIu64 ", state directory: bundle %" PRIu64 "): was "
-		    "it restored from a backup? refusing; if that is intended, "
+		    "%s, state directory: bundle %" PRIu64 "): was it "
+		    "restored from a backup? refusing; if that is intended, "
 		    "pass --accept-restored-database",
-		    dbstate->present ? "bundle " : "no record",
-		    dbstate->present ? dbstate->sequence : (uint64_t)0,
-		    file->sequence);
+		    seen, file->sequence);
+	}
 	if (file->present && dbstate->present &&
 	    file->sequence == dbstate->sequence &&
 	    memcmp(file->digest, dbstate->digest, 32) != 0 &&
@@ -245,6 +250,18 @@ ferry_anchor_check(const struct ferry_anchor *file,
 			    "a different bundle with the same sequence",
 			    seq, h2, h1);
 		}
+		/*
+		 * A gap cannot be checked: the bundle names only its parent.
+		 * Bundles are applied one after the other, so that every
+		 * link of the chain is verified here.
+		 */
+		if (seq > hi->sequence + 1)
+			return ferry_errf(err, FERRY_EFINDING,
+			    "bundle sequence %" PRIu64 " does not follow the "
+			    "accepted bundle %" PRIu64 " directly: apply the "
+			    "bundles in between first, so that the chain is "
+			    "verified link by link",
+			    seq, hi->sequence);
 		if (seq == hi->sequence + 1 &&
 		    (parent == NULL || memcmp(parent, hi->digest, 32) != 0))
 			return ferry_errf(err, FERRY_EFINDING,

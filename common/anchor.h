@@ -45,7 +45,8 @@ int ferry_anchor_write_db(struct ferry_db *db, const char *project,
  * Decides whether bundle b may be applied given the two anchors. Refuses
  * (FERRY_EFINDING, naming the reason) a bundle of another project, an
  * older sequence, an equal sequence with another digest, a next sequence
- * that does not chain to the stored digest, and a database behind the
+ * that does not chain to the stored digest, a sequence that skips ahead
+ * (its chain cannot be checked), and a database behind the
  * state directory unless accept_restored_db. On success *next is the
  * anchor to record before applying.
  */
