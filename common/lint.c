@@ -242,6 +242,9 @@ grow(void *p, size_t *cap, size_t n, size_t sz)
 }
 
 static char *
+xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
+static char *
 xvasprintf(const char *fmt, va_list ap)
 {
 	va_list ap2;
@@ -407,6 +410,9 @@ ferry_lint_ctx_script(const struct ferry_lint_ctx *ctx)
 {
 	return ctx->script;
 }
+
+static void vreport(struct ferry_lint_ctx *ctx, const char *id, size_t offset,
+    const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
 
 static void
 vreport(struct ferry_lint_ctx *ctx, const char *id, size_t offset,

@@ -314,8 +314,9 @@ test_check_name(void **state)
 		"release-2024.1",
 		"alice@example.com",
 		"A_Z-0.9@x",
-		"01234567890123456789012345678901234567890123456789012345678901"
-		"23",
+		/* 64 characters, the longest name */
+		("01234567890123456789012345678901"
+		 "23456789012345678901234567890123"),
 	};
 	static const char *const bad[] = {
 		"", "a b", "a/b", "../x", "a\tb", "caf\xc3\xa9", "a\nb",
