@@ -17,6 +17,9 @@ static const struct ferry_cmd commands[] = {
 	    "mark a failed migration applied or rolled back" },
 	{ "baseline", cmd_baseline,
 	    "adopt an existing database without running" },
+	{ "introspect", cmd_introspect,
+	    "print the canonical schema document or its digest" },
+	{ "diff", cmd_diff, "compare two schemas (databases or documents)" },
 	{ NULL, NULL, NULL },
 };
 
