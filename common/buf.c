@@ -137,17 +137,23 @@ int
 ferry_buf_read_file(struct ferry_buf *b, const char *path,
     struct ferry_err *err)
 {
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return ferry_errf_errno(err, FERRY_EOPER, errno,
+		    "cannot open '%s'", path);
+	return ferry_buf_read_fd(b, fd, path, err);
+}
+
+int
+ferry_buf_read_fd(struct ferry_buf *b, int fd, const char *path,
+    struct ferry_err *err)
+{
 	struct stat st;
 	char chunk[65536];
 	ssize_t n;
-	int fd = -1, rc = 0;
+	int rc = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
-		    "cannot open '%s'", path);
-		goto out;
-	}
 	if (fstat(fd, &st) != 0) {
 		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
 		    "cannot stat '%s'", path);
@@ -180,12 +186,15 @@ ferry_buf_read_file(struct ferry_buf *b, const char *path,
 			    b->max);
 			goto out;
 		}
+		/* A regular file reads short only at its end: no need for
+		   one more read to see 0. */
+		if ((size_t)n < sizeof(chunk))
+			break;
 	}
 	/* An empty file still yields a valid, empty string. */
 	if (b->data == NULL)
 		ferry_buf_add(b, "", 0);
 out:
-	if (fd >= 0)
-		close(fd);
+	close(fd);
 	return rc;
 }

@@ -60,4 +60,8 @@ char *ferry_buf_detach(struct ferry_buf *b, size_t *len_out);
 int ferry_buf_read_file(struct ferry_buf *b, const char *path,
     struct ferry_err *err);
 
+/* The same for an open descriptor, which it closes; path names it. */
+int ferry_buf_read_fd(struct ferry_buf *b, int fd, const char *path,
+    struct ferry_err *err);
+
 #endif

@@ -98,9 +98,11 @@ compute_status(struct ferry_status *st, const struct ferry_migrations *migs)
 {
 	size_t nrows = ferry_history_count(st->hist), nm, i, j, cap = 0;
 	const struct ferry_history_row **byname;
+	char *matched;
 	ssize_t last_applied = -1;
 
 	byname = xcalloc(nrows ? nrows : 1, sizeof(*byname));
+	matched = xcalloc(nrows ? nrows : 1, 1);
 	for (i = 0; i < nrows; i++)
 		byname[i] = ferry_history_get(st->hist, i);
 	qsort(byname, nrows, sizeof(*byname), cmp_row_name);
@@ -125,6 +127,9 @@ compute_status(struct ferry_status *st, const struct ferry_migrations *migs)
 		}
 		for (j = lo; j < nrows && strcmp(byname[j]->name, m->name) == 0;
 		     j++) {
+			/* Rows live in one array: their index, for the
+			   missing-locally pass below. */
+			matched[byname[j] - ferry_history_get(st->hist, 0)] = 1;
 			if (row_live_finished(byname[j]))
 				fin = byname[j];
 			else if (row_failed(byname[j]))
@@ -158,8 +163,7 @@ compute_status(struct ferry_status *st, const struct ferry_migrations *migs)
 		    ferry_history_get(st->hist, i);
 		struct ferry_status_entry *e;
 
-		if (migs != NULL &&
-		    ferry_migrations_find(migs, r->name) != NULL)
+		if (matched[i])
 			continue;
 		if (!row_live_finished(r) && !row_failed(r))
 			continue;
@@ -170,6 +174,7 @@ compute_status(struct ferry_status *st, const struct ferry_migrations *migs)
 		fill_from_row(e, r);
 	}
 	free(byname);
+	free(matched);
 }
 
 static int
