@@ -22,6 +22,7 @@
 #include "engine.h"
 #include "hash.h"
 #include "history.h"
+#include "shadow.h"
 #include "util.h"
 
 /* Options every command of this group takes. */
@@ -53,6 +54,7 @@ enum {
 	OPT_CONFIG,
 	OPT_ROLLOUT,
 	OPT_ACCEPT_RESTORED,
+	OPT_EXPECTED,
 };
 
 #define COMMON_OPTIONS                                               \
@@ -338,6 +340,12 @@ static const char apply_usage[] =
     "  --accept-restored-database\n"
     "                        go on although the database is behind the\n"
     "                        agent's state (restored from a backup)\n"
+    "\n"
+    "Shadow check:\n"
+    "  --expected REPORT     a report of 'ferry-agent shadow' made from the\n"
+    "                        same migrations: refuse to apply when the\n"
+    "                        database drifted from it, and check the\n"
+    "                        digest after applying\n"
     "\n" FERRY_EXIT_CODES_HELP;
 
 struct apply_ctx {
@@ -396,8 +404,11 @@ cmd_apply(int argc, char **argv)
 		{ "rollout", required_argument, NULL, OPT_ROLLOUT },
 		{ "accept-restored-database", no_argument, NULL,
 		    OPT_ACCEPT_RESTORED },
+		{ "expected", required_argument, NULL, OPT_EXPECTED },
 		{ NULL, 0, NULL, 0 },
 	};
+	struct ferry_shadow_report *expected_rep = NULL;
+	const char *expected = NULL;
 	struct ferry_migrations *migs = NULL;
 	const struct ferry_migrations *list;
 	struct bundle_input bin;
@@ -477,6 +488,9 @@ cmd_apply(int argc, char **argv)
 		case OPT_ACCEPT_RESTORED:
 			bin.accept_restored_db = 1;
 			break;
+		case OPT_EXPECTED:
+			expected = optarg;
+			break;
 		case OPT_APPROVAL:
 			if (bin.napprovals == FERRY_NELEM(bin.approvals))
 				return ferry_cli_usage_error(c.prog,
@@ -527,6 +541,16 @@ cmd_apply(int argc, char **argv)
 			return ferry_cli_fail(c.prog, &err);
 		}
 	}
+	/* --expected: no drift before, the shadow's digest after. */
+	if (expected != NULL) {
+		r = shadow_expect_before(c.prog, expected, db, list,
+		    &expected_rep);
+		if (r != 0) {
+			close_both(migs, db);
+			bundle_input_release(&bin);
+			return r;
+		}
+	}
 	install_signals();
 	ao.lock_wait_ms = c.lock_wait_ms;
 	ao.interrupted = &stop_requested;
@@ -536,6 +560,11 @@ cmd_apply(int argc, char **argv)
 	ao.ctx = &ctx;
 	t0 = ferry_mono_us();
 	ferry_engine_apply(db, list, &ao, &applied, &err);
+	r = 0;
+	if (expected_rep != NULL && err.code == 0 && !ao.dry_run)
+		r = shadow_expect_after(c.prog, db, expected_rep, c.json);
+	else
+		ferry_shadow_report_free(expected_rep);
 	j = json_pack("{s:s, s:s, s:s, s:b, s:i, s:f, s:o}", "database",
 	    ferry_db_display(db), "schema", ferry_db_schema(db),
 	    "migrations_dir", c.migrations, "dry_run", ao.dry_run, "applied",
@@ -569,6 +598,15 @@ cmd_apply(int argc, char **argv)
 	}
 	close_both(migs, db);
 	bundle_input_release(&bin);
+	if (r != 0) {
+		json_object_set_new(j, "error",
+		    json_string("post-apply verification failed"));
+		if (c.json)
+			ferry_cli_print_json(j);
+		else
+			json_decref(j);
+		return r;
+	}
 	return finish(&c, j, &err);
 }
 

@@ -20,6 +20,9 @@ static const struct ferry_cmd commands[] = {
 	{ "introspect", cmd_introspect,
 	    "print the canonical schema document or its digest" },
 	{ "diff", cmd_diff, "compare two schemas (databases or documents)" },
+	{ "shadow", cmd_shadow,
+	    "replay migrations into a shadow database, digest per prefix" },
+	{ "drift", cmd_drift, "compare the live schema with a shadow report" },
 	{ NULL, NULL, NULL },
 };
 
