@@ -164,11 +164,14 @@ open_both(struct common *c, struct ferry_migrations **migs,
 	*db = NULL;
 	if (c->migrations == NULL)
 		c->migrations = default_migrations_dir();
-	if (need_migs &&
-	    ferry_migrations_read_dir(c->migrations, migs, &err) != 0)
-		return ferry_cli_fail(c->prog, &err);
-	if (ferry_db_open(ferry_db_pick_url(c->url), "ferry-agent", db, &err) !=
-	    0) {
+	/* The server sets up the connection while the folder is read. */
+	if (ferry_db_start(ferry_db_pick_url(c->url), "ferry-agent", db,
+	        &err) != 0 ||
+	    (need_migs &&
+	        ferry_migrations_read_dir(c->migrations, migs, &err) != 0) ||
+	    ferry_db_finish(*db, &err) != 0) {
+		ferry_db_close(*db);
+		*db = NULL;
 		ferry_migrations_free(*migs);
 		*migs = NULL;
 		return ferry_cli_fail(c->prog, &err);

@@ -3,6 +3,8 @@
  */
 #include "db.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +14,7 @@
 
 struct ferry_db {
 	PGconn *conn;
+	PostgresPollingStatusType poll_state; /* while connecting */
 	PGcancel *cancel;
 	char *schema;
 	char *schema_ident;
@@ -175,6 +178,24 @@ one_line(char *s)
 			*p = ';';
 }
 
+static int
+connect_step(struct ferry_db *db, int until_reading, struct ferry_err *err);
+
+/* Records libpq's reason for a failed connection, on one line. */
+static int
+connect_failed(struct ferry_db *db, struct ferry_err *err)
+{
+	char *msg =
+	    xstrdup(db->conn ? PQerrorMessage(db->conn) : "out of memory");
+	int rc;
+
+	one_line(msg);
+	rc = ferry_errf(err, FERRY_EOPER, "cannot connect to %s: %s",
+	    db->display, msg);
+	free(msg);
+	return rc;
+}
+
 /* Server notices (from migrations, mostly) go to the log. */
 static void
 on_notice(void *arg, const char *message)
@@ -188,7 +209,7 @@ on_notice(void *arg, const char *message)
 }
 
 int
-ferry_db_open(const char *url, const char *app_name, struct ferry_db **out,
+ferry_db_start(const char *url, const char *app_name, struct ferry_db **out,
     struct ferry_err *err)
 {
 	/* Earlier keywords are overridden by the URL's own parameters. */
@@ -196,12 +217,10 @@ ferry_db_open(const char *url, const char *app_name, struct ferry_db **out,
 		"fallback_application_name", NULL };
 	const char *vals[4];
 	struct ferry_db *db = xcalloc(1, sizeof(*db));
-	struct ferry_buf setup;
-	char *conninfo = NULL, *msg = NULL;
+	char *conninfo = NULL;
 	int rc = 0;
 
 	*out = NULL;
-	ferry_buf_init(&setup, 1 << 16);
 	db->display = mask_password(url);
 	if (is_uri(url))
 		conninfo = translate_uri(url, &db->schema);
@@ -217,44 +236,123 @@ ferry_db_open(const char *url, const char *app_name, struct ferry_db **out,
 	vals[1] = conninfo;
 	vals[2] = app_name;
 	vals[3] = NULL;
-	db->conn = PQconnectdbParams(keys, vals, 1);
-	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
-		msg = xstrdup(
-		    db->conn ? PQerrorMessage(db->conn) : "out of memory");
-		one_line(msg);
-		rc = ferry_errf(err, FERRY_EOPER, "cannot connect to %s: %s",
-		    db->display, msg);
-		goto out;
+	db->conn = PQconnectStartParams(keys, vals, 1);
+	db->poll_state = PGRES_POLLING_WRITING;
+	if (db->conn == NULL || PQstatus(db->conn) == CONNECTION_BAD)
+		rc = connect_failed(db, err);
+	else
+		rc = connect_step(db, 1, err);
+	free(conninfo);
+	if (rc != 0) {
+		ferry_db_close(db);
+		return rc;
 	}
+	*out = db;
+	return 0;
+}
+
+/* The connect_timeout in effect (URL, environment or our default). */
+static long
+connect_timeout_ms(PGconn *conn)
+{
+	PQconninfoOption *opts = PQconninfo(conn), *o;
+	long secs = 10;
+
+	for (o = opts; o != NULL && o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "connect_timeout") == 0 &&
+		    o->val != NULL)
+			secs = strtol(o->val, NULL, 10);
+	PQconninfoFree(opts);
+	/* libpq treats values below 2 s as 2 s; 0 means no limit. */
+	if (secs <= 0)
+		return -1;
+	return (secs < 2 ? 2 : secs) * 1000;
+}
+
+/*
+ * Drives the connection forward. With until_reading, stops once the
+ * startup packet is sent and the server is working on it; otherwise runs
+ * to the end. Bounded by connect_timeout.
+ */
+static int
+connect_step(struct ferry_db *db, int until_reading, struct ferry_err *err)
+{
+	PostgresPollingStatusType st = db->poll_state;
+	long limit = connect_timeout_ms(db->conn);
+	int64_t deadline = ferry_mono_us() + limit * 1000;
+	struct pollfd pfd;
+	int wait;
+
+	while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED &&
+	    !(until_reading && st == PGRES_POLLING_READING)) {
+		pfd.fd = PQsocket(db->conn);
+		pfd.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+		pfd.revents = 0;
+		wait =
+		    limit < 0 ? -1 : (int)((deadline - ferry_mono_us()) / 1000);
+		if (limit >= 0 && wait <= 0)
+			return ferry_errf(err, FERRY_EOPER,
+			    "cannot connect to %s: timeout expired",
+			    db->display);
+		if (pfd.fd >= 0 && poll(&pfd, 1, wait) < 0 && errno != EINTR)
+			return ferry_errf_errno(err, FERRY_EOPER, errno,
+			    "cannot connect to %s", db->display);
+		if (pfd.fd >= 0 && pfd.revents == 0)
+			continue;
+		st = PQconnectPoll(db->conn);
+	}
+	db->poll_state = st;
+	if (st == PGRES_POLLING_FAILED)
+		return connect_failed(db, err);
+	return 0;
+}
+
+int
+ferry_db_finish(struct ferry_db *db, struct ferry_err *err)
+{
+	struct ferry_buf setup;
+	int rc;
+
+	rc = connect_step(db, 0, err);
+	if (rc != 0)
+		return rc;
+	if (PQstatus(db->conn) != CONNECTION_OK)
+		return connect_failed(db, err);
 	db->cancel = PQgetCancel(db->conn);
 	PQsetNoticeProcessor(db->conn, on_notice, NULL);
 	db->schema_ident = ferry_db_ident(db, db->schema);
-	if (db->schema_ident == NULL) {
-		rc = ferry_errf(err, FERRY_EUSAGE,
+	if (db->schema_ident == NULL)
+		return ferry_errf(err, FERRY_EUSAGE,
 		    "invalid schema name in the database URL");
-		goto out;
-	}
 	/*
 	 * Prisma sets search_path to the URL's schema; migrations written for
 	 * Prisma rely on it. Without the check interval, a killed client's
 	 * backend runs on (holding the migration lock) until its statement
 	 * ends.
 	 */
+	ferry_buf_init(&setup, 1 << 16);
 	ferry_buf_addf(&setup, "SET search_path TO %s;", db->schema_ident);
 	if (PQserverVersion(db->conn) >= 140000)
 		ferry_buf_adds(&setup,
 		    "SET client_connection_check_interval = 1000;");
 	rc = ferry_db_exec(db, ferry_buf_str(&setup),
 	    "cannot set up the session", err);
-	if (rc != 0)
-		goto out;
-	*out = db;
-	db = NULL;
-out:
-	free(msg);
-	free(conninfo);
 	ferry_buf_release(&setup);
-	ferry_db_close(db);
+	return rc;
+}
+
+int
+ferry_db_open(const char *url, const char *app_name, struct ferry_db **out,
+    struct ferry_err *err)
+{
+	int rc = ferry_db_start(url, app_name, out, err);
+
+	if (rc == 0)
+		rc = ferry_db_finish(*out, err);
+	if (rc != 0) {
+		ferry_db_close(*out);
+		*out = NULL;
+	}
 	return rc;
 }
 

@@ -33,6 +33,16 @@ const char *ferry_db_pick_url(const char *url);
 int ferry_db_open(const char *url, const char *app_name, struct ferry_db **out,
     struct ferry_err *err);
 
+/*
+ * The same in two steps, so that local work (reading the migrations
+ * folder) overlaps the server's connection setup: start returns at once,
+ * finish completes the connection (bounded by connect_timeout) and
+ * prepares the session. After a failed finish, the caller closes db.
+ */
+int ferry_db_start(const char *url, const char *app_name, struct ferry_db **out,
+    struct ferry_err *err);
+int ferry_db_finish(struct ferry_db *db, struct ferry_err *err);
+
 /* Closes the connection and frees everything; NULL is a no-op. */
 void ferry_db_close(struct ferry_db *db);
 
