@@ -22,6 +22,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "sqlscript.h"
+#include "sqltext.h"
 #include "util.h"
 
 /* PostgreSQL refuses query strings of 1 GiB or more (MaxAllocSize). */
@@ -261,71 +263,6 @@ xvasprintf(const char *fmt, va_list ap)
 	return s;
 }
 
-static int
-is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
-	    c == '\v';
-}
-
-/* Identifier characters as PostgreSQL's scanner sees them. */
-static int
-is_word_char(char c)
-{
-	unsigned char u = (unsigned char)c;
-
-	return (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') ||
-	    (u >= '0' && u <= '9') || u == '_' || u == '$' || u >= 0x80;
-}
-
-/* Returns the index just past a comment starting at i, or i if none does. */
-static size_t
-comment_end(const char *t, size_t i, size_t end)
-{
-	const char *nl;
-	int depth;
-
-	if (i + 1 < end && t[i] == '-' && t[i + 1] == '-') {
-		nl = memchr(t + i, '\n', end - i);
-		return nl != NULL ? (size_t)(nl - t) : end;
-	}
-	if (i + 1 < end && t[i] == '/' && t[i + 1] == '*') {
-		/* Block comments nest in PostgreSQL. */
-		depth = 1;
-		i += 2;
-		while (i < end && depth > 0) {
-			if (i + 1 < end && t[i] == '/' && t[i + 1] == '*') {
-				depth++;
-				i += 2;
-			} else if (i + 1 < end && t[i] == '*' &&
-			    t[i + 1] == '/') {
-				depth--;
-				i += 2;
-			} else {
-				i++;
-			}
-		}
-	}
-	return i;
-}
-
-/* Returns the first index at or after i that is neither whitespace nor
-   part of a comment (end if there is none). */
-static size_t
-skip_space(const char *t, size_t i, size_t end)
-{
-	size_t j;
-
-	for (;;) {
-		while (i < end && is_space(t[i]))
-			i++;
-		j = comment_end(t, i, end);
-		if (j == i)
-			return i;
-		i = j;
-	}
-}
-
 /* ---- rules, findings, context ---- */
 
 const char *
@@ -502,9 +439,9 @@ header_next(const char *t, size_t len, size_t *i, size_t *cs, size_t *ce)
 	size_t j;
 
 	for (;;) {
-		while (*i < len && is_space(t[*i]))
+		while (*i < len && ferry_sql_is_space(t[*i]))
 			(*i)++;
-		j = comment_end(t, *i, len);
+		j = ferry_sql_comment_end(t, *i, len);
 		if (j == *i)
 			return 0;
 		if (t[*i] == '-') {
@@ -524,11 +461,11 @@ ignore_args(const char *t, size_t cs, size_t ce)
 {
 	size_t k = sizeof(IGNORE_KEY) - 1;
 
-	while (cs < ce && is_space(t[cs]))
+	while (cs < ce && ferry_sql_is_space(t[cs]))
 		cs++;
 	if (ce - cs < k || memcmp(t + cs, IGNORE_KEY, k) != 0)
 		return 0;
-	if (cs + k < ce && !is_space(t[cs + k]))
+	if (cs + k < ce && !ferry_sql_is_space(t[cs + k]))
 		return 0; /* ferry:lint-ignored and the like */
 	return cs + k;
 }
@@ -600,11 +537,13 @@ read_ignores(struct ferry_lint_ctx *ctx)
 			continue;
 		named = 0;
 		while (a < ce) {
-			while (a < ce && (is_space(t[a]) || t[a] == ','))
+			while (
+			    a < ce && (ferry_sql_is_space(t[a]) || t[a] == ','))
 				a++;
 			if (a + 1 < ce && t[a] == '-' && t[a + 1] == '-')
 				break; /* the reason */
-			for (s = a; a < ce && !is_space(t[a]) && t[a] != ',';
+			for (s = a;
+			     a < ce && !ferry_sql_is_space(t[a]) && t[a] != ',';
 			     a++)
 				;
 			if (a > s) {
@@ -711,22 +650,10 @@ jget(json_t *o, const char *key)
 	return json_object_get(o, key);
 }
 
-static const char *
-jstr(json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
-static int
-jtrue(json_t *o, const char *key)
-{
-	return json_is_true(json_object_get(o, key));
-}
-
 static int
 jis(json_t *o, const char *key, const char *value)
 {
-	const char *s = jstr(o, key);
+	const char *s = ferry_sql_jstr(o, key);
 
 	return s != NULL && strcmp(s, value) == 0;
 }
@@ -735,7 +662,7 @@ jis(json_t *o, const char *key, const char *value)
 static const char *
 jsval(json_t *n)
 {
-	return jstr(jget(n, "String"), "sval");
+	return ferry_sql_jstr(jget(n, "String"), "sval");
 }
 
 /* ---- the model ---- */
@@ -763,7 +690,7 @@ ctype_read(struct ctype *t, json_t *tn)
 	size_t i;
 
 	memset(t, 0, sizeof(*t));
-	if (jtrue(tn, "pct_type") || json_array_size(names) == 0)
+	if (ferry_sql_jtrue(tn, "pct_type") || json_array_size(names) == 0)
 		return;
 	last = jsval(json_array_get(names, json_array_size(names) - 1));
 	if (last == NULL)
@@ -963,8 +890,8 @@ struct rel {
 static int
 rel_from_rangevar(struct rel *r, json_t *rv)
 {
-	r->schema = jstr(rv, "schemaname");
-	r->name = jstr(rv, "relname");
+	r->schema = ferry_sql_jstr(rv, "schemaname");
+	r->name = ferry_sql_jstr(rv, "relname");
 	if (r->schema == NULL)
 		r->schema = "public";
 	return r->name != NULL ? 0 : -1;
@@ -1130,7 +1057,7 @@ notnull_column(json_t *expr)
 static void
 con_add(struct table *t, json_t *c, size_t added, size_t off, int validated)
 {
-	const char *name = jstr(c, "conname"), *nn = NULL;
+	const char *name = ferry_sql_jstr(c, "conname"), *nn = NULL;
 	struct con *k;
 
 	if (jis(c, "contype", "CONSTR_CHECK"))
@@ -1213,8 +1140,8 @@ name_at(struct stmt *s, const char *name)
 		    memcmp(t + i + 1, name, n) == 0 && t[i + n + 1] == '"')
 			return seen(s, i);
 		if (n <= s->end - i && strncasecmp(t + i, name, n) == 0 &&
-		    (i == 0 || !is_word_char(t[i - 1])) &&
-		    (i + n == s->end || !is_word_char(t[i + n])))
+		    (i == 0 || !ferry_sql_is_word_char(t[i - 1])) &&
+		    (i + n == s->end || !ferry_sql_is_word_char(t[i + n])))
 			return seen(s, i);
 	}
 	return s->off;
@@ -1273,7 +1200,7 @@ do_create(struct stmt *s, json_t *v)
 	if (rel_from_rangevar(&r, jget(v, "relation")) != 0)
 		return;
 	t = table_find(s->ps, &r);
-	if (t != NULL && jtrue(v, "if_not_exists"))
+	if (t != NULL && ferry_sql_jtrue(v, "if_not_exists"))
 		return;
 	if (t != NULL)
 		table_remove(s->ps, t);
@@ -1283,8 +1210,9 @@ do_create(struct stmt *s, json_t *v)
 		e = json_array_get(elts, i);
 		cd = jget(e, "ColumnDef");
 		c = jget(e, "Constraint");
-		if (cd != NULL && jstr(cd, "colname") != NULL) {
-			col = col_add(t, jstr(cd, "colname"), s->ps->cur);
+		if (cd != NULL && ferry_sql_jstr(cd, "colname") != NULL) {
+			col = col_add(t, ferry_sql_jstr(cd, "colname"),
+			    s->ps->cur);
 			ctype_read(&col->type, jget(cd, "typeName"));
 		} else if (c != NULL && jis(c, "contype", "CONSTR_CHECK")) {
 			con_add(t, c, s->ps->cur, at(s, c), 1);
@@ -1315,7 +1243,7 @@ do_index(struct stmt *s, json_t *v)
 	struct rel r;
 	char *tn, *nm;
 
-	if (jtrue(v, "concurrent")) {
+	if (ferry_sql_jtrue(v, "concurrent")) {
 		concurrent(s, "CREATE INDEX CONCURRENTLY");
 		return;
 	}
@@ -1325,7 +1253,7 @@ do_index(struct stmt *s, json_t *v)
 	if (is_new(s->ps, t))
 		return;
 	tn = rel_str(&r);
-	nm = label(jstr(v, "idxname"));
+	nm = label(ferry_sql_jstr(v, "idxname"));
 	sreport(s, R_INDEX, s->off,
 	    "creates index%s on %s without CONCURRENTLY; the table existed "
 	    "before this migration%s",
@@ -1342,7 +1270,7 @@ static void
 do_drop(struct stmt *s, json_t *v)
 {
 	json_t *objs = jget(v, "objects"), *o;
-	const char *type = jstr(v, "removeType"), *schema;
+	const char *type = ferry_sql_jstr(v, "removeType"), *schema;
 	struct table *t;
 	struct rel r;
 	size_t i, pos;
@@ -1350,7 +1278,7 @@ do_drop(struct stmt *s, json_t *v)
 
 	if (type == NULL)
 		return;
-	if (jtrue(v, "concurrent"))
+	if (ferry_sql_jtrue(v, "concurrent"))
 		concurrent(s, "DROP INDEX CONCURRENTLY");
 	if (strcmp(type, "OBJECT_SCHEMA") == 0) {
 		for (i = 0; i < json_array_size(objs); i++) {
@@ -1396,7 +1324,7 @@ do_add_column(struct stmt *s, struct table *t, const struct rel *r, json_t *cmd)
 	static const char *const serials[] = { "serial", "serial2", "serial4",
 		"serial8", "smallserial", "bigserial", NULL };
 	json_t *cd = jget(jget(cmd, "def"), "ColumnDef"), *cons, *c;
-	const char *name = jstr(cd, "colname"), *ct;
+	const char *name = ferry_sql_jstr(cd, "colname"), *ct;
 	int notnull, dflt;
 	struct col *col;
 	size_t i, pos;
@@ -1405,15 +1333,15 @@ do_add_column(struct stmt *s, struct table *t, const struct rel *r, json_t *cmd)
 	if (name == NULL)
 		return;
 	pos = seen(s, at(s, cd));
-	if (jtrue(cmd, "missing_ok") && col_find(t, name) != NULL)
+	if (ferry_sql_jtrue(cmd, "missing_ok") && col_find(t, name) != NULL)
 		return;
-	notnull = jtrue(cd, "is_not_null");
+	notnull = ferry_sql_jtrue(cd, "is_not_null");
 	dflt = jget(cd, "raw_default") != NULL ||
 	    jget(cd, "cooked_default") != NULL;
 	cons = jget(cd, "constraints");
 	for (i = 0; i < json_array_size(cons); i++) {
 		c = jget(json_array_get(cons, i), "Constraint");
-		ct = jstr(c, "contype");
+		ct = ferry_sql_jstr(c, "contype");
 		if (ct == NULL)
 			continue;
 		if (strcmp(ct, "CONSTR_NOTNULL") == 0 ||
@@ -1443,7 +1371,7 @@ do_add_constraint(struct stmt *s, struct table *t, const struct rel *r,
     json_t *cmd)
 {
 	json_t *c = jget(jget(cmd, "def"), "Constraint");
-	const char *ct = jstr(c, "contype"), *kind = NULL;
+	const char *ct = ferry_sql_jstr(c, "contype"), *kind = NULL;
 	struct rel ref;
 	size_t pos;
 	int nv;
@@ -1452,14 +1380,14 @@ do_add_constraint(struct stmt *s, struct table *t, const struct rel *r,
 	if (ct == NULL)
 		return;
 	pos = seen(s, at(s, c));
-	nv = jtrue(c, "skip_validation");
+	nv = ferry_sql_jtrue(c, "skip_validation");
 	if (strcmp(ct, "CONSTR_FOREIGN") == 0 ||
 	    strcmp(ct, "CONSTR_CHECK") == 0) {
 		con_add(t, c, s->ps->cur, pos != SIZE_MAX ? pos : s->off, !nv);
 		if (nv || is_new(s->ps, t))
 			return;
 		tn = rel_str(r);
-		nm = label(jstr(c, "conname"));
+		nm = label(ferry_sql_jstr(c, "conname"));
 		if (strcmp(ct, "CONSTR_CHECK") == 0) {
 			sreport(s, R_CHECK, pos,
 			    "adds CHECK constraint%s to %s without NOT VALID; "
@@ -1483,10 +1411,11 @@ do_add_constraint(struct stmt *s, struct table *t, const struct rel *r,
 		kind = "UNIQUE";
 	else if (strcmp(ct, "CONSTR_EXCLUSION") == 0)
 		kind = "EXCLUDE";
-	if (kind == NULL || jstr(c, "indexname") != NULL || is_new(s->ps, t))
+	if (kind == NULL || ferry_sql_jstr(c, "indexname") != NULL ||
+	    is_new(s->ps, t))
 		return;
 	tn = rel_str(r);
-	nm = label(jstr(c, "conname"));
+	nm = label(ferry_sql_jstr(c, "conname"));
 	sreport(s, R_INDEX, pos,
 	    "adds %s constraint%s to %s, building its index under an ACCESS "
 	    "EXCLUSIVE lock; the table existed before this migration",
@@ -1498,7 +1427,7 @@ do_add_constraint(struct stmt *s, struct table *t, const struct rel *r,
 static void
 do_validate(struct stmt *s, struct table *t, json_t *cmd)
 {
-	const char *name = jstr(cmd, "name");
+	const char *name = ferry_sql_jstr(cmd, "name");
 	struct con *k;
 	size_t pos;
 
@@ -1523,7 +1452,7 @@ static void
 do_alter_type(struct stmt *s, struct table *t, const struct rel *r, json_t *cmd)
 {
 	json_t *cd = jget(jget(cmd, "def"), "ColumnDef");
-	const char *name = jstr(cmd, "name");
+	const char *name = ferry_sql_jstr(cmd, "name");
 	struct ctype nt, unknown;
 	const struct ctype *ot;
 	enum tchange ch;
@@ -1591,8 +1520,8 @@ do_alter_table(struct stmt *s, json_t *v)
 	t = table_get(s->ps, &r);
 	for (i = 0; i < json_array_size(cmds); i++) {
 		cmd = jget(json_array_get(cmds, i), "AlterTableCmd");
-		sub = jstr(cmd, "subtype");
-		name = jstr(cmd, "name");
+		sub = ferry_sql_jstr(cmd, "subtype");
+		name = ferry_sql_jstr(cmd, "name");
 		if (sub == NULL)
 			continue;
 		if (strcmp(sub, "AT_AddColumn") == 0) {
@@ -1628,7 +1557,7 @@ do_alter_table(struct stmt *s, json_t *v)
 		    name != NULL) {
 			con_remove(t, name);
 		} else if (strcmp(sub, "AT_DetachPartition") == 0 &&
-		    jtrue(jget(jget(cmd, "def"), "PartitionCmd"),
+		    ferry_sql_jtrue(jget(jget(cmd, "def"), "PartitionCmd"),
 		        "concurrent")) {
 			concurrent(s, "DETACH PARTITION CONCURRENTLY");
 		}
@@ -1638,8 +1567,9 @@ do_alter_table(struct stmt *s, json_t *v)
 static void
 do_rename(struct stmt *s, json_t *v)
 {
-	const char *type = jstr(v, "renameType"), *sub = jstr(v, "subname");
-	const char *to = jstr(v, "newname");
+	const char *type = ferry_sql_jstr(v, "renameType"),
+	           *sub = ferry_sql_jstr(v, "subname");
+	const char *to = ferry_sql_jstr(v, "newname");
 	struct table *t;
 	struct col *col;
 	struct con *k;
@@ -1686,7 +1616,7 @@ do_rename(struct stmt *s, json_t *v)
 static void
 do_set_schema(struct stmt *s, json_t *v)
 {
-	const char *to = jstr(v, "newschema");
+	const char *to = ferry_sql_jstr(v, "newschema");
 	struct table *t;
 	struct rel r;
 	char *tn;
@@ -1718,7 +1648,7 @@ defelem_true(json_t *de)
 		return 1;
 	x = jget(arg, "String");
 	if (x != NULL) {
-		sv = jstr(x, "sval");
+		sv = ferry_sql_jstr(x, "sval");
 		return sv == NULL ||
 		    (strcasecmp(sv, "false") != 0 &&
 		        strcasecmp(sv, "off") != 0);
@@ -1728,7 +1658,7 @@ defelem_true(json_t *de)
 		return json_integer_value(jget(x, "ival")) != 0;
 	x = jget(arg, "Boolean");
 	if (x != NULL)
-		return jtrue(x, "boolval");
+		return ferry_sql_jtrue(x, "boolval");
 	return 1;
 }
 
@@ -1748,7 +1678,7 @@ do_reindex(struct stmt *s, json_t *v)
 static void
 do_transaction(struct stmt *s, json_t *v)
 {
-	const char *kind = jstr(v, "kind");
+	const char *kind = ferry_sql_jstr(v, "kind");
 
 	if (kind == NULL)
 		return;
@@ -1758,7 +1688,7 @@ do_transaction(struct stmt *s, json_t *v)
 			s->ps->tx_open = s->off;
 	} else if (((strcmp(kind, "TRANS_STMT_COMMIT") == 0 ||
 	                strcmp(kind, "TRANS_STMT_ROLLBACK") == 0) &&
-	               !jtrue(v, "chain")) ||
+	               !ferry_sql_jtrue(v, "chain")) ||
 	    strcmp(kind, "TRANS_STMT_PREPARE") == 0) {
 		s->ps->tx_open = SIZE_MAX;
 	}
@@ -1811,7 +1741,7 @@ skip_statement(const char *t, size_t off, size_t end)
 	const char *const *w;
 	size_t e = off, n;
 
-	while (e < end && is_word_char(t[e]))
+	while (e < end && ferry_sql_is_word_char(t[e]))
 		e++;
 	n = e - off;
 	for (w = skip; *w != NULL; w++)
@@ -1920,7 +1850,7 @@ parse_check(struct ferry_lint_ctx *ctx, void *arg, struct ferry_err *err)
 		if (loc > m->sql_len || len > m->sql_len - loc)
 			continue;
 		s.end = loc + len;
-		s.off = skip_space(t, loc, s.end);
+		s.off = ferry_sql_skip_space(t, loc, s.end);
 		if (s.off == s.end || skip_statement(t, s.off, s.end))
 			continue;
 		check_statement(&s);

@@ -10,6 +10,7 @@
  * therefore never changes the mode.
  */
 #include "sqlscript.h"
+#include "sqltext.h"
 
 #include <jansson.h>
 #include <pg_query.h>
@@ -62,75 +63,10 @@ struct ferry_script {
 	int forced;
 };
 
-static int
-is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
-	    c == '\v';
-}
-
-/* Identifier characters as PostgreSQL's scanner sees them. */
-static int
-is_word_char(char c)
-{
-	unsigned char u = (unsigned char)c;
-
-	return (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') ||
-	    (u >= '0' && u <= '9') || u == '_' || u == '$' || u >= 0x80;
-}
-
-/* Returns the index just past a comment starting at i, or i if none does. */
-static size_t
-comment_end(const char *t, size_t i, size_t end)
-{
-	const char *nl;
-	int depth;
-
-	if (i + 1 < end && t[i] == '-' && t[i + 1] == '-') {
-		nl = memchr(t + i, '\n', end - i);
-		return nl != NULL ? (size_t)(nl - t) : end;
-	}
-	if (i + 1 < end && t[i] == '/' && t[i + 1] == '*') {
-		/* Block comments nest in PostgreSQL. */
-		depth = 1;
-		i += 2;
-		while (i < end && depth > 0) {
-			if (i + 1 < end && t[i] == '/' && t[i + 1] == '*') {
-				depth++;
-				i += 2;
-			} else if (i + 1 < end && t[i] == '*' &&
-			    t[i + 1] == '/') {
-				depth--;
-				i += 2;
-			} else {
-				i++;
-			}
-		}
-	}
-	return i;
-}
-
-/* Returns the index of the first byte at or after i that is not whitespace
-   or part of a comment (end if there is none). */
-static size_t
-skip_space(const char *t, size_t i, size_t end)
-{
-	size_t j;
-
-	for (;;) {
-		while (i < end && is_space(t[i]))
-			i++;
-		j = comment_end(t, i, end);
-		if (j == i)
-			return i;
-		i = j;
-	}
-}
-
 static size_t
 word_end(const char *t, size_t i, size_t end)
 {
-	while (i < end && is_word_char(t[i]))
+	while (i < end && ferry_sql_is_word_char(t[i]))
 		i++;
 	return i;
 }
@@ -162,8 +98,8 @@ has_word(const char *t, size_t i, size_t end, const char *kw)
 	for (; i + n <= end; i++) {
 		if ((t[i] | 0x20) != kw[0] || strncasecmp(t + i, kw, n) != 0)
 			continue;
-		if ((i == 0 || !is_word_char(t[i - 1])) &&
-		    (i + n == end || !is_word_char(t[i + n])))
+		if ((i == 0 || !ferry_sql_is_word_char(t[i - 1])) &&
+		    (i + n == end || !ferry_sql_is_word_char(t[i + n])))
 			return 1;
 	}
 	return 0;
@@ -192,7 +128,7 @@ may_matter(const char *t, size_t off, size_t end)
 	w1e = word_end(t, off, end);
 	if (word_in(t, off, w1e, lead))
 		return 1;
-	w2 = skip_space(t, w1e, end);
+	w2 = ferry_sql_skip_space(t, w1e, end);
 	w2e = word_end(t, w2, end);
 	if ((word_is(t, off, w1e, "start") ||
 	        word_is(t, off, w1e, "prepare")) &&
@@ -297,18 +233,6 @@ node(json_t *n, const char *type)
 	return json_object_get(n, type);
 }
 
-static int
-jtrue(json_t *o, const char *key)
-{
-	return json_is_true(json_object_get(o, key));
-}
-
-static const char *
-jstr(json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
 /* The DefElem named name in a list of {"DefElem": ...} nodes, or NULL. */
 static json_t *
 find_defelem(json_t *list, const char *name)
@@ -319,7 +243,7 @@ find_defelem(json_t *list, const char *name)
 
 	for (i = 0; i < json_array_size(list); i++) {
 		de = node(json_array_get(list, i), "DefElem");
-		dn = jstr(de, "defname");
+		dn = ferry_sql_jstr(de, "defname");
 		if (dn != NULL && strcmp(dn, name) == 0)
 			return de;
 	}
@@ -337,7 +261,7 @@ defelem_true(json_t *de)
 		return 1;
 	v = node(arg, "String");
 	if (v != NULL) {
-		s = jstr(v, "sval");
+		s = ferry_sql_jstr(v, "sval");
 		return s == NULL ||
 		    (strcasecmp(s, "false") != 0 && strcasecmp(s, "off") != 0);
 	}
@@ -346,16 +270,16 @@ defelem_true(json_t *de)
 		return json_integer_value(json_object_get(v, "ival")) != 0;
 	v = node(arg, "Boolean");
 	if (v != NULL)
-		return jtrue(v, "boolval");
+		return ferry_sql_jtrue(v, "boolval");
 	return 1;
 }
 
 static void
 set_index_names(struct stmt *st, json_t *idx)
 {
-	const char *name = jstr(idx, "idxname");
+	const char *name = ferry_sql_jstr(idx, "idxname");
 	const char *schema =
-	    jstr(json_object_get(idx, "relation"), "schemaname");
+	    ferry_sql_jstr(json_object_get(idx, "relation"), "schemaname");
 
 	free(st->index_name);
 	free(st->index_schema);
@@ -366,8 +290,8 @@ set_index_names(struct stmt *st, json_t *idx)
 static void
 classify_tx(struct stmt *st, json_t *v, const char *t, size_t off, size_t end)
 {
-	const char *kind = jstr(v, "kind");
-	int chain = jtrue(v, "chain");
+	const char *kind = ferry_sql_jstr(v, "kind");
+	int chain = ferry_sql_jtrue(v, "chain");
 	int opts = json_array_size(json_object_get(v, "options")) > 0;
 	size_t w1e = word_end(t, off, end);
 
@@ -434,16 +358,16 @@ classify_node(struct stmt *st, json_t *n, const char *t)
 	type = json_object_iter_key(json_object_iter(n));
 	v = json_object_iter_value(json_object_iter(n));
 	if (strcmp(type, "IndexStmt") == 0) {
-		if (jtrue(v, "concurrent")) {
+		if (ferry_sql_jtrue(v, "concurrent")) {
 			no_tx(st, "CREATE INDEX CONCURRENTLY");
 			st->flags |= FERRY_STMT_CONCURRENT;
 			set_index_names(st, v);
 		}
 	} else if (strcmp(type, "DropStmt") == 0) {
-		if (jtrue(v, "concurrent"))
+		if (ferry_sql_jtrue(v, "concurrent"))
 			no_tx(st, "DROP INDEX CONCURRENTLY");
 	} else if (strcmp(type, "ReindexStmt") == 0) {
-		kind = jstr(v, "kind");
+		kind = ferry_sql_jstr(v, "kind");
 		pc = find_defelem(json_object_get(v, "params"), "concurrently");
 		if (pc != NULL && defelem_true(pc))
 			no_tx(st, "REINDEX CONCURRENTLY");
@@ -458,7 +382,7 @@ classify_node(struct stmt *st, json_t *n, const char *t)
 			no_tx(st, "REINDEX DATABASE");
 	} else if (strcmp(type, "VacuumStmt") == 0) {
 		/* ANALYZE alone may run in a transaction block. */
-		if (jtrue(v, "is_vacuumcmd"))
+		if (ferry_sql_jtrue(v, "is_vacuumcmd"))
 			no_tx(st, "VACUUM");
 	} else if (strcmp(type, "CreatedbStmt") == 0) {
 		no_tx(st, "CREATE DATABASE");
@@ -481,11 +405,11 @@ classify_node(struct stmt *st, json_t *n, const char *t)
 		cmds = json_object_get(v, "cmds");
 		for (i = 0; i < json_array_size(cmds); i++) {
 			cmd = node(json_array_get(cmds, i), "AlterTableCmd");
-			kind = jstr(cmd, "subtype");
+			kind = ferry_sql_jstr(cmd, "subtype");
 			pc = node(json_object_get(cmd, "def"), "PartitionCmd");
 			if (kind != NULL &&
 			    strcmp(kind, "AT_DetachPartition") == 0 &&
-			    jtrue(pc, "concurrent"))
+			    ferry_sql_jtrue(pc, "concurrent"))
 				no_tx(st,
 				    "ALTER TABLE ... DETACH PARTITION ... "
 				    "CONCURRENTLY");
@@ -611,9 +535,9 @@ directive(struct ferry_script *s, const char *c, size_t n, const char *name,
 	char *key = NULL, *val = NULL, *what = NULL;
 	int rc = 0;
 
-	while (i < n && is_space(c[i]))
+	while (i < n && ferry_sql_is_space(c[i]))
 		i++;
-	while (n > i && is_space(c[n - 1]))
+	while (n > i && ferry_sql_is_space(c[n - 1]))
 		n--;
 	if (n - i < sizeof(prefix) - 1 ||
 	    memcmp(c + i, prefix, sizeof(prefix) - 1) != 0)
@@ -627,7 +551,7 @@ directive(struct ferry_script *s, const char *c, size_t n, const char *name,
 	/* "ferry:lint-ignore RULE…" is for ferry lint, which checks it. */
 	if (strcmp(key, "lint-ignore") == 0)
 		goto out;
-	for (vs = ke; vs < n && is_space(c[vs]); vs++)
+	for (vs = ke; vs < n && ferry_sql_is_space(c[vs]); vs++)
 		;
 	if (vs < n && c[vs] != '=') {
 		rc = ferry_errf(err, FERRY_EUSAGE,
@@ -636,7 +560,7 @@ directive(struct ferry_script *s, const char *c, size_t n, const char *name,
 		goto out;
 	}
 	if (vs < n) {
-		for (vs++; vs < n && is_space(c[vs]); vs++)
+		for (vs++; vs < n && ferry_sql_is_space(c[vs]); vs++)
 			;
 		val = xstrndup(c + vs, n - vs);
 	}
@@ -705,12 +629,12 @@ read_directives(struct ferry_script *s, const char *name, struct ferry_err *err)
 	if (len >= 3 && memcmp(t, "\xef\xbb\xbf", 3) == 0)
 		i = 3;
 	for (;;) {
-		while (i < len && is_space(t[i])) {
+		while (i < len && ferry_sql_is_space(t[i])) {
 			if (t[i] == '\n')
 				line++;
 			i++;
 		}
-		j = comment_end(t, i, len);
+		j = ferry_sql_comment_end(t, i, len);
 		if (j == i)
 			return 0;
 		if (t[i] == '-') {
@@ -898,7 +822,7 @@ ferry_script_parse(const char *sql, size_t len, const char *name,
 		if (loc > len || slen > len - loc || loc < pos)
 			continue; /* never seen; kept out to stay in range */
 		st[n].end = loc + slen;
-		st[n].off = skip_space(s->text, loc, st[n].end);
+		st[n].off = ferry_sql_skip_space(s->text, loc, st[n].end);
 		if (st[n].off == st[n].end)
 			continue;
 		line += count_lines(s->text, pos, st[n].off);
