@@ -148,84 +148,6 @@ may_matter(const char *t, size_t off, size_t end)
 	return 0;
 }
 
-/*
- * Returns the length of the well-formed UTF-8 sequence at p (n bytes
- * available), or 0 if there is none.
- */
-static size_t
-utf8_seq_len(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-	size_t len, i;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	/* Overlong forms, surrogates and code points past U+10FFFF. */
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	return len;
-}
-
-/*
- * Loads libpg_query's JSON. Names in it are the file's raw bytes, which
- * jansson refuses unless they are UTF-8: bad bytes (only ever inside JSON
- * strings) become U+FFFD, which keeps the tree's shape.
- */
-static json_t *
-load_json(const char *js)
-{
-	const unsigned char *p = (const unsigned char *)js;
-	size_t n = strlen(js), i = 0, k, o = 0;
-	json_error_t jerr;
-	json_t *root;
-	char *fixed;
-
-	while (i < n) {
-		k = utf8_seq_len(p + i, n - i);
-		if (k == 0)
-			break;
-		i += k;
-	}
-	if (i == n)
-		return json_loadb(js, n, 0, &jerr);
-	fixed = xmalloc(n * 3 + 1);
-	for (i = 0; i < n; i += k) {
-		k = utf8_seq_len(p + i, n - i);
-		if (k == 0) {
-			memcpy(fixed + o, "\xef\xbf\xbd", 3);
-			o += 3;
-			k = 1;
-		} else {
-			memcpy(fixed + o, js + i, k);
-			o += k;
-		}
-	}
-	root = json_loadb(fixed, o, 0, &jerr);
-	free(fixed);
-	return root;
-}
-
 /* The value of {"<type>": value}, or NULL. */
 static json_t *
 node(json_t *n, const char *type)
@@ -440,7 +362,7 @@ classify(struct stmt *st, const char *t)
 	r = pg_query_parse(sql);
 	if (r.error != NULL || r.parse_tree == NULL)
 		goto out;
-	root = load_json(r.parse_tree);
+	root = ferry_sql_load_json(r.parse_tree);
 	stmts = json_object_get(root, "stmts");
 	for (i = 0; i < json_array_size(stmts); i++)
 		classify_node(st,
@@ -965,7 +887,7 @@ ferry_script_line_col(const struct ferry_script *s, size_t offset, int *line,
 		;
 	/* Characters before offset; a byte of bad UTF-8 counts as one. */
 	while (ls < offset) {
-		k = utf8_seq_len(p + ls, s->len - ls);
+		k = ferry_sql_utf8_seq_len(p + ls, s->len - ls);
 		if (k == 0)
 			k = 1;
 		if (ls + k > offset)

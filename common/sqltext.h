@@ -27,4 +27,17 @@ size_t ferry_sql_skip_space(const char *t, size_t i, size_t end);
 int ferry_sql_jtrue(json_t *o, const char *key);
 const char *ferry_sql_jstr(json_t *o, const char *key);
 
+/*
+ * Length of the well-formed UTF-8 sequence at p (n bytes available), or 0
+ * if there is none.
+ */
+size_t ferry_sql_utf8_seq_len(const unsigned char *p, size_t n);
+
+/*
+ * Loads libpg_query's JSON output; invalid UTF-8 inside it (the file's
+ * raw bytes in names) becomes U+FFFD first, since jansson refuses it.
+ * Returns NULL if it is not JSON. json_decref() the result.
+ */
+json_t *ferry_sql_load_json(const char *js);
+
 #endif
