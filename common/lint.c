@@ -1,8 +1,8 @@
 /*
  * lint.c -- the lint run, its lint-ignore header, and the parse-tree rules.
  *
- * The run reads each migration's header, gives the engine's parser
- * (sqlscript) a copy with the lint-ignore lines blanked so that its
+ * The run reads each migration's header, parses it with the engine's
+ * parser (sqlscript), which leaves lint-ignore to lint, so that its
  * directive check and positions apply, then calls every check. The
  * built-in check splits the file with libpg_query, parses each statement
  * that could matter to JSON and walks it with jansson, as sqlscript does,
@@ -474,17 +474,6 @@ static size_t
 header_start(const char *t, size_t len)
 {
 	return len >= 3 && memcmp(t, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
-}
-
-/* Blanks the lint-ignore lines of the header in t, keeping offsets. */
-static void
-mask_ignores(char *t, size_t len)
-{
-	size_t i = header_start(t, len), cs, ce;
-
-	while (header_next(t, len, &i, &cs, &ce))
-		if (ignore_args(t, cs, ce) != 0)
-			memset(t + cs - 2, ' ', ce - cs + 2);
 }
 
 /* Blanks every header comment, for a second try after a bad directive. */
@@ -1846,31 +1835,31 @@ finding_cmp(const void *a, const void *b)
 }
 
 /*
- * Prepares ctx->script from the migration with its lint-ignore lines
- * blanked; a directive the engine refuses is a finding, and the script is
- * then made without any header directive.
+ * Prepares ctx->script from the migration; a directive the engine refuses
+ * is a finding, and the script is then made without any header directive.
  */
 static int
 make_script(struct ferry_lint_ctx *ctx, struct ferry_err *err)
 {
 	const struct ferry_migration *m = ctx->mig;
 	struct ferry_err perr;
-	char *copy = xmalloc(m->sql_len + 1);
+	char *copy;
 	int rc;
 
+	/* The engine's parser knows lint-ignore and leaves it to us. */
+	ferry_err_clear(&perr);
+	rc = ferry_script_parse(m->sql, m->sql_len, m->name, &ctx->script,
+	    &perr);
+	if (rc == 0)
+		return 0;
+	ferry_lint_report(ctx, R_DIRECTIVE, SIZE_MAX, "%s", perr.msg);
+	copy = xmalloc(m->sql_len + 1);
 	memcpy(copy, m->sql, m->sql_len + 1);
-	mask_ignores(copy, m->sql_len);
+	mask_header(copy, m->sql_len);
 	ferry_err_clear(&perr);
 	rc = ferry_script_parse(copy, m->sql_len, m->name, &ctx->script, &perr);
-	if (rc != 0) {
-		ferry_lint_report(ctx, R_DIRECTIVE, SIZE_MAX, "%s", perr.msg);
-		mask_header(copy, m->sql_len);
-		ferry_err_clear(&perr);
-		rc = ferry_script_parse(copy, m->sql_len, m->name, &ctx->script,
-		    &perr);
-		if (rc != 0)
-			rc = ferry_errf(err, FERRY_EOPER, "%s", perr.msg);
-	}
+	if (rc != 0)
+		rc = ferry_errf(err, FERRY_EOPER, "%s", perr.msg);
 	free(copy);
 	return rc;
 }
