@@ -12,6 +12,7 @@ int cmd_introspect(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_shadow(int argc, char **argv);
 int cmd_drift(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 /*
  * apply --expected REPORT (cmd_shadow.c). Before applying: loads the

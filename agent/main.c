@@ -23,6 +23,8 @@ static const struct ferry_cmd commands[] = {
 	{ "shadow", cmd_shadow,
 	    "replay migrations into a shadow database, digest per prefix" },
 	{ "drift", cmd_drift, "compare the live schema with a shadow report" },
+	{ "run", cmd_run,
+	    "run the agent daemon: take work from the coordinator" },
 	{ NULL, NULL, NULL },
 };
 

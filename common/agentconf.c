@@ -17,6 +17,11 @@ struct ferry_agent_config {
 	char *project;
 	char *state_dir;
 	char *database_url;
+	char *key_path;
+	char *coordinator_url;
+	struct ferry_pubkey coordinator_key;
+	int has_coordinator_key;
+	int64_t poll_hold_ms;
 	struct ferry_pubkey bundle_keys[MAX_KEYS];
 	size_t nbundle_keys;
 	struct ferry_pubkey approvers[MAX_KEYS];
@@ -74,9 +79,37 @@ on_entry(void *user, const char *section, const char *name, const char *value)
 			set_string(&c->state_dir, value);
 		else if (strcmp(name, "database_url") == 0)
 			set_string(&c->database_url, value);
+		else if (strcmp(name, "key") == 0)
+			set_string(&c->key_path, value);
 		else
 			goto unknown;
 		return 1;
+	}
+	if (strcmp(section, "coordinator") == 0) {
+		if (strcmp(name, "url") == 0) {
+			set_string(&c->coordinator_url, value);
+			return 1;
+		}
+		if (strcmp(name, "public_key") == 0 ||
+		    strcmp(name, "public_key_file") == 0) {
+			if (c->has_coordinator_key) {
+				ferry_errf(&c->perr, FERRY_EUSAGE,
+				    "the coordinator's key is set twice");
+				return 0;
+			}
+			if ((strcmp(name, "public_key") == 0
+			            ? ferry_pubkey_parse(value,
+			                  &c->coordinator_key, &c->perr)
+			            : ferry_pubkey_load(value,
+			                  &c->coordinator_key, &c->perr)) != 0)
+				return 0;
+			c->has_coordinator_key = 1;
+			return 1;
+		}
+		if (strcmp(name, "poll_hold") == 0)
+			return ferry_parse_duration_ms(value, "poll_hold",
+			           &c->poll_hold_ms, &c->perr) == 0;
+		goto unknown;
 	}
 	if (strcmp(section, "trust") == 0) {
 		if (strcmp(name, "bundle_key") == 0)
@@ -157,6 +190,16 @@ ferry_agent_config_load(const char *path, struct ferry_agent_config **out,
 		    path, c->required, c->napprovers);
 		goto out;
 	}
+	if (c->coordinator_url != NULL && !c->has_coordinator_key) {
+		rc = ferry_errf(err, FERRY_EUSAGE,
+		    "agent config '%s' names a coordinator but not its key: "
+		    "add public_key or public_key_file to [coordinator] (the "
+		    "line 'ferry serve --init' printed)",
+		    path);
+		goto out;
+	}
+	if (c->poll_hold_ms <= 0)
+		c->poll_hold_ms = 20000;
 	if (c->name == NULL)
 		c->name = xstrdup(c->environment);
 	c->policy.environment = c->environment;
@@ -180,6 +223,8 @@ ferry_agent_config_free(struct ferry_agent_config *c)
 	free(c->project);
 	free(c->state_dir);
 	free(c->database_url);
+	free(c->key_path);
+	free(c->coordinator_url);
 	free(c);
 }
 
@@ -224,4 +269,28 @@ const struct ferry_approval_policy *
 ferry_agent_config_policy(const struct ferry_agent_config *c)
 {
 	return &c->policy;
+}
+
+const char *
+ferry_agent_config_key_path(const struct ferry_agent_config *c)
+{
+	return c->key_path;
+}
+
+const char *
+ferry_agent_config_coordinator_url(const struct ferry_agent_config *c)
+{
+	return c->coordinator_url;
+}
+
+const struct ferry_pubkey *
+ferry_agent_config_coordinator_key(const struct ferry_agent_config *c)
+{
+	return c->has_coordinator_key ? &c->coordinator_key : NULL;
+}
+
+long
+ferry_agent_config_poll_hold_ms(const struct ferry_agent_config *c)
+{
+	return (long)c->poll_hold_ms;
 }

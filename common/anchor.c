@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "hash.h"
+#include "history.h"
 #include "util.h"
 
 /* Project names become file names: keep them tame. */
@@ -274,4 +275,30 @@ ferry_anchor_check(const struct ferry_anchor *file,
 	next->sequence = seq;
 	memcpy(next->digest, ferry_bundle_digest(b), 32);
 	return 0;
+}
+
+int
+ferry_anchor_advance(struct ferry_db *db, const char *state_dir,
+    const char *project, const char *agent, const struct ferry_bundle *b,
+    int accept_restored_db, int dry_run, long lock_wait_ms,
+    struct ferry_err *err)
+{
+	struct ferry_anchor file, dbs, next;
+	int rc;
+
+	rc = dry_run ? 0 : ferry_history_lock(db, lock_wait_ms, err);
+	if (rc == 0)
+		rc = ferry_anchor_read_file(state_dir, project, &file, err);
+	if (rc == 0)
+		rc = ferry_anchor_read_db(db, project, &dbs, err);
+	if (rc == 0)
+		rc = ferry_anchor_check(&file, &dbs, project, b,
+		    accept_restored_db, &next, err);
+	if (dry_run)
+		return rc;
+	if (rc == 0)
+		rc = ferry_anchor_write_db(db, project, agent, &next, err);
+	if (rc == 0)
+		rc = ferry_anchor_write_file(state_dir, project, &next, err);
+	return rc;
 }

@@ -56,4 +56,16 @@ int ferry_anchor_check(const struct ferry_anchor *file,
     struct ferry_anchor *next, struct ferry_err *err)
     __attribute__((warn_unused_result));
 
+/*
+ * The whole anti-rollback step for applying b: under the migration lock
+ * (so two agents cannot both pass with rival bundles; the engine takes
+ * the lock again, it is re-entrant), reads both anchors, checks b and
+ * records it in the database and then the state directory. With dry_run
+ * it only checks, without the lock.
+ */
+int ferry_anchor_advance(struct ferry_db *db, const char *state_dir,
+    const char *project, const char *agent, const struct ferry_bundle *b,
+    int accept_restored_db, int dry_run, long lock_wait_ms,
+    struct ferry_err *err);
+
 #endif

@@ -242,6 +242,28 @@ ferry_mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+void
+ferry_sleep_ms(long ms, volatile sig_atomic_t *stop)
+{
+	int64_t end = ferry_mono_us() + (int64_t)ms * 1000, left;
+	struct timespec ts;
+
+	while ((stop == NULL || !*stop) && (left = end - ferry_mono_us()) > 0) {
+		if (left > 50000)
+			left = 50000;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)left * 1000;
+		nanosleep(&ts, NULL);
+	}
+}
+
+const char *
+ferry_itoa(char buf[24], long long v)
+{
+	snprintf(buf, 24, "%lld", v);
+	return buf;
+}
+
 int64_t
 ferry_wall_us(void)
 {
@@ -262,4 +284,41 @@ ferry_format_utc(int64_t wall_us, char *buf, size_t bufsz)
 	strftime(head, sizeof(head), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(buf, bufsz, "%s.%03dZ", head,
 	    (int)((wall_us % 1000000) / 1000));
+}
+
+/* Creates one directory (0700) unless it is already a directory. */
+static int
+make_one_dir(const char *dir, struct ferry_err *err)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return ferry_errf_errno(err, FERRY_EOPER, errno,
+		    "cannot create directory '%s'", dir);
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		return ferry_errf(err, FERRY_EUSAGE,
+		    "'%s' exists and is not a directory", dir);
+	return 0;
+}
+
+/* Creates dir and its missing parents (0700), like mkdir -p. */
+int
+ferry_mkdir_p(const char *dir, struct ferry_err *err)
+{
+	char *p = xstrdup(dir), *s;
+	int rc = 0;
+
+	for (s = p + 1; *s != '\0' && rc == 0; s++) {
+		if (*s != '/' || s[-1] == '/')
+			continue;
+		*s = '\0';
+		rc = make_one_dir(p, err);
+		*s = '/';
+	}
+	if (rc == 0)
+		rc = make_one_dir(p, err);
+	free(p);
+	return rc;
 }

@@ -7,6 +7,7 @@
 #ifndef FERRY_UTIL_H
 #define FERRY_UTIL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,21 @@ int ferry_write_file_atomic(const char *path, const void *data, size_t len,
 
 /* Monotonic clock in microseconds. */
 int64_t ferry_mono_us(void);
+
+/*
+ * Sleeps ms milliseconds, in slices of at most 50 ms, returning early when
+ * *stop (may be NULL) becomes nonzero.
+ */
+void ferry_sleep_ms(long ms, volatile sig_atomic_t *stop);
+
+/*
+ * Creates dir and its missing parents (mode 0700), like mkdir -p; an
+ * existing directory is fine, an existing non-directory is FERRY_EUSAGE.
+ */
+int ferry_mkdir_p(const char *dir, struct ferry_err *err);
+
+/* Formats v in decimal into buf (for log values); returns buf. */
+const char *ferry_itoa(char buf[24], long long v);
 
 /* Wall clock in microseconds since the epoch. */
 int64_t ferry_wall_us(void);

@@ -77,43 +77,6 @@ check_free(const char *path, struct ferry_err *err)
 	return 0;
 }
 
-/* Creates one directory (0700) unless it is already a directory. */
-static int
-make_one_dir(const char *dir, struct ferry_err *err)
-{
-	struct stat st;
-
-	if (mkdir(dir, 0700) == 0)
-		return 0;
-	if (errno != EEXIST)
-		return ferry_errf_errno(err, FERRY_EOPER, errno,
-		    "cannot create directory '%s'", dir);
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-		return ferry_errf(err, FERRY_EUSAGE,
-		    "'%s' exists and is not a directory", dir);
-	return 0;
-}
-
-/* Creates dir and its missing parents (0700), like mkdir -p. */
-static int
-make_dir(const char *dir, struct ferry_err *err)
-{
-	char *p = xstrdup(dir), *s;
-	int rc = 0;
-
-	for (s = p + 1; *s != '\0' && rc == 0; s++) {
-		if (*s != '/' || s[-1] == '/')
-			continue;
-		*s = '\0';
-		rc = make_one_dir(p, err);
-		*s = '/';
-	}
-	if (rc == 0)
-		rc = make_one_dir(p, err);
-	free(p);
-	return rc;
-}
-
 int
 cmd_keygen(int argc, char **argv)
 {
@@ -188,7 +151,7 @@ cmd_keygen(int argc, char **argv)
 		    "--no-passphrase to write an unencrypted key");
 		goto out;
 	}
-	if (make_dir(dir, &err) != 0)
+	if (ferry_mkdir_p(dir, &err) != 0)
 		goto out;
 	if (mode != PASS_NO) {
 		pass = sodium_malloc(PASS_MAX);

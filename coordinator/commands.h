@@ -9,5 +9,9 @@ int cmd_keygen(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
 int cmd_approve(int argc, char **argv);
 int cmd_lint(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_agents(int argc, char **argv);
+int cmd_dispatch(int argc, char **argv);
+int cmd_work(int argc, char **argv);
 
 #endif

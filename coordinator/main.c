@@ -16,6 +16,10 @@ static const struct ferry_cmd commands[] = {
 	{ "bundle", cmd_bundle, "create, inspect and verify signed bundles" },
 	{ "approve", cmd_approve, "sign an approval for a rollout stage" },
 	{ "lint", cmd_lint, "check migrations for risky operations" },
+	{ "serve", cmd_serve, "run the coordinator" },
+	{ "agents", cmd_agents, "list agents; accept, reject or revoke one" },
+	{ "dispatch", cmd_dispatch, "send a bundle to agents as work" },
+	{ "work", cmd_work, "list work items and their outcomes" },
 	{ NULL, NULL, NULL },
 };
 
