@@ -224,6 +224,12 @@ struct ferry_lint {
 	struct pstate *ps;
 };
 
+/* A report made for the migration being checked, silenced or not. */
+struct mark {
+	const struct ferry_lint_rule *rule;
+	size_t offset;
+};
+
 struct ferry_lint_ctx {
 	struct ferry_lint *l;
 	const struct ferry_migration *mig;
@@ -231,6 +237,8 @@ struct ferry_lint_ctx {
 	struct ferry_script *script;
 	const struct ferry_lint_rule **ignored;
 	size_t nignored;
+	struct mark *marks;
+	size_t nmarks, cmarks;
 };
 
 /* Makes room for one more of n elements of size sz in *p. */
@@ -364,6 +372,10 @@ vreport(struct ferry_lint_ctx *ctx, const char *id, size_t offset,
 		if (strcmp(ferry_lint_rule(l, i)->id, id) == 0)
 			r = ferry_lint_rule(l, i);
 	assert(r != NULL);
+	ctx->marks =
+	    grow(ctx->marks, &ctx->cmarks, ctx->nmarks, sizeof(*ctx->marks));
+	ctx->marks[ctx->nmarks].rule = r;
+	ctx->marks[ctx->nmarks++].offset = offset;
 	for (i = 0; i < ctx->nignored; i++) {
 		if (ctx->ignored[i] == r) {
 			l->nsuppressed++;
@@ -394,6 +406,19 @@ ferry_lint_report(struct ferry_lint_ctx *ctx, const char *id, size_t offset,
 	va_start(ap, fmt);
 	vreport(ctx, id, offset, fmt, ap);
 	va_end(ap);
+}
+
+int
+ferry_lint_ctx_reported(const struct ferry_lint_ctx *ctx, const char *id,
+    size_t start, size_t end)
+{
+	size_t i;
+
+	for (i = 0; i < ctx->nmarks; i++)
+		if (strcasecmp(ctx->marks[i].rule->id, id) == 0 &&
+		    ctx->marks[i].offset >= start && ctx->marks[i].offset < end)
+			return 1;
+	return 0;
 }
 
 size_t
@@ -1890,6 +1915,7 @@ ferry_lint_run(struct ferry_lint *l, const struct ferry_migrations *m,
 			    sizeof(*l->findings), finding_cmp);
 		ferry_script_free(ctx.script);
 		free(ctx.ignored);
+		free(ctx.marks);
 		memset(&ctx, 0, sizeof(ctx));
 	}
 	return rc;

@@ -127,4 +127,13 @@ ferry_lint_ctx_script(const struct ferry_lint_ctx *ctx);
 void ferry_lint_report(struct ferry_lint_ctx *ctx, const char *id,
     size_t offset, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/*
+ * 1 if a finding of rule id was reported for this migration so far (by an
+ * earlier check, or earlier by this one) at a byte offset in [start, end),
+ * whether or not lint-ignore silenced it: lets a check stay quiet about
+ * what another rule already said of the same statement.
+ */
+int ferry_lint_ctx_reported(const struct ferry_lint_ctx *ctx, const char *id,
+    size_t start, size_t end);
+
 #endif

@@ -511,7 +511,7 @@ ferry_shadow_run(const struct ferry_shadow_opts *o,
 {
 	struct ferry_shadow_report *r = NULL;
 	struct ferry_migrations *prefix = NULL;
-	struct ferry_schema *last = NULL;
+	struct ferry_schema *last = NULL, *before = NULL;
 	struct ferry_schema_opts so;
 	struct ferry_apply_opts ao;
 	struct ferry_db *db = NULL;
@@ -596,12 +596,18 @@ ferry_shadow_run(const struct ferry_shadow_opts *o,
 		step = json_pack("{s:s, s:s}", "name", m->name, "checksum",
 		    m->checksum);
 		json_array_append_new(list, step);
+		/* The previous document is kept for on_migration. */
+		ferry_schema_free(before);
+		before = last;
+		last = NULL;
 		rc = record_step(db, &so, step, &last, err);
 		if (rc != 0)
 			goto out;
 		if (o->on_step != NULL)
 			o->on_step(o->ctx, i, m->name,
 			    ferry_schema_digest(last));
+		if (o->on_migration != NULL)
+			o->on_migration(o->ctx, i, m, before, last);
 	}
 	json_object_set_new(root, "digest",
 	    json_string(ferry_schema_digest(last)));
@@ -617,6 +623,7 @@ ferry_shadow_run(const struct ferry_shadow_opts *o,
 out:
 	ferry_shadow_report_free(r);
 	json_decref(root);
+	ferry_schema_free(before);
 	ferry_schema_free(last);
 	ferry_migrations_free(prefix);
 	ferry_db_close(db);

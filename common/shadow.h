@@ -52,7 +52,13 @@ struct ferry_shadow_opts {
 	/* Called after each migration replayed (may be NULL). */
 	void (*on_step)(void *ctx, size_t i, const char *name,
 	    const char *digest);
-	void *ctx;
+	/* Called after each migration replayed with the schema documents
+	   before and after it, borrowed for the call (may be NULL): what the
+	   lint's shadow rules compare. */
+	void (*on_migration)(void *ctx, size_t i,
+	    const struct ferry_migration *m, const struct ferry_schema *before,
+	    const struct ferry_schema *after);
+	void *ctx; /* for on_step and on_migration */
 };
 
 /*

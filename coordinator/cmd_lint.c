@@ -9,15 +9,30 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "db.h"
 #include "lint.h"
+#include "lintshadow.h"
 #include "migrations.h"
+#include "shadow.h"
 #include "util.h"
 
 /* Text output wraps here. */
 #define WIDTH 79
 
+/* Most --extensions names. */
+#define MAX_EXTENSIONS 64
+
+enum {
+	OPT_JSON = 0x100,
+	OPT_RULES,
+	OPT_SHADOW_URL,
+	OPT_INIT_SHADOW,
+	OPT_EXTENSIONS,
+};
+
 static const char lint_usage[] =
-    "usage: ferry lint [--json] DIR\n"
+    "usage: ferry lint [--json] [--shadow-url URL [--init-shadow]\n"
+    "                  [--extensions A,B]] DIR\n"
     "       ferry lint --rules [--json]\n"
     "\n"
     "Checks the migrations of a Prisma-layout folder (DIR/<name>/"
@@ -36,10 +51,27 @@ static const char lint_usage[] =
     "  -- ferry:lint-ignore FERRY-L002 drop-column -- reason\n"
     "Rules and examples: docs/lint.md.\n"
     "\n"
+    "With --shadow-url, the migrations are also replayed one at a time into\n"
+    "that shadow database, and the FERRY-L1xx rules compare its schema\n"
+    "before and after each one: tables and columns dropped however it\n"
+    "happened (CASCADE, DO blocks), the real old type of a column, NOT NULL\n"
+    "without a default, validated constraints and blocking index builds on\n"
+    "tables that existed, renames that functions still use, enum values\n"
+    "removed or reordered. The shadow is wiped first, as by 'ferry-agent\n"
+    "shadow': refused unless it is marked as a Ferry shadow (or\n"
+    "--init-shadow), and when it is the database of DIRECT_URL or\n"
+    "DATABASE_URL. A migration that fails in the shadow, or a shadow that\n"
+    "cannot be used, exits 3 with the reason.\n"
+    "\n"
     "Options:\n"
-    "  --json      print a JSON document instead of text\n"
-    "  --rules     list the rules instead of checking a folder\n"
-    "  -h, --help  show this help\n"
+    "  --json              print a JSON document instead of text\n"
+    "  --rules             list the rules instead of checking a folder\n"
+    "  --shadow-url URL    replay into this shadow database (wiped) and\n"
+    "                      apply the shadow rules too\n"
+    "  --init-shadow       mark an unmarked database as a shadow and use it\n"
+    "  --extensions A,B    create these extensions in the shadow first\n"
+    "                      (repeatable)\n"
+    "  -h, --help          show this help\n"
     "\n"
     "Any finding of severity error exits 1; warnings alone exit 0.\n"
     "\n" FERRY_EXIT_CODES_HELP;
@@ -136,7 +168,7 @@ rule_json(const struct ferry_lint_rule *r)
 }
 
 static json_t *
-lint_json(const char *dir, const struct ferry_lint *l, size_t nmig)
+lint_json(const char *dir, const struct ferry_lint *l, size_t nmig, int shadow)
 {
 	const struct ferry_lint_finding *f;
 	json_t *root = json_object(), *arr = json_array(), *o;
@@ -159,6 +191,7 @@ lint_json(const char *dir, const struct ferry_lint *l, size_t nmig)
 	}
 	json_object_set_new(root, "directory", json_string(dir));
 	json_object_set_new(root, "migrations", json_integer((json_int_t)nmig));
+	json_object_set_new(root, "shadow", json_boolean(shadow));
 	json_object_set_new(root, "errors",
 	    json_integer((json_int_t)ferry_lint_count(l, FERRY_LINT_ERROR)));
 	json_object_set_new(root, "warnings",
@@ -192,43 +225,122 @@ list_rules(const struct ferry_lint *l, int json)
 	return 0;
 }
 
+/*
+ * Adds the names of "a,b" to list (copies, free() them); returns 0, or a
+ * usage error.
+ */
+static int
+add_extensions(const char *arg, char **list, size_t *n)
+{
+	const char *p = arg, *comma;
+	size_t len;
+
+	while (*p != '\0') {
+		comma = strchr(p, ',');
+		len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (len > 0) {
+			if (*n == MAX_EXTENSIONS)
+				return ferry_cli_usage_error("ferry lint",
+				    "too many --extensions (at most %d)",
+				    MAX_EXTENSIONS);
+			list[(*n)++] = xstrndup(p, len);
+		}
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}
+
+/*
+ * Replays the migrations into the shadow database for the shadow rules.
+ * Whatever goes wrong, the folder could not be checked: exit status 3.
+ */
+static int
+replay(struct ferry_lint_shadow *ls, struct ferry_shadow_opts *so,
+    const struct ferry_migrations *m)
+{
+	struct ferry_err err;
+
+	ferry_err_clear(&err);
+	/* Never wipe the database the application uses. */
+	so->target_url = ferry_db_pick_url(NULL);
+	if (*so->target_url == '\0')
+		so->target_url = NULL;
+	if (ferry_lint_shadow_replay(ls, so, m, &err) == 0)
+		return 0;
+	ferry_cli_fail("ferry lint", &err);
+	return FERRY_EOPER;
+}
+
 int
 cmd_lint(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "rules", no_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "rules", no_argument, NULL, OPT_RULES },
+		{ "shadow-url", required_argument, NULL, OPT_SHADOW_URL },
+		{ "init-shadow", no_argument, NULL, OPT_INIT_SHADOW },
+		{ "extensions", required_argument, NULL, OPT_EXTENSIONS },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ferry_migrations *m = NULL;
+	struct ferry_lint_shadow *ls = NULL;
 	struct ferry_lint *l = NULL;
+	struct ferry_shadow_opts so;
 	struct ferry_err err;
-	int json = 0, rules = 0, c, rc;
+	char *exts[MAX_EXTENSIONS];
+	size_t i;
+	int json = 0, rules = 0, c, rc = 0;
 
 	ferry_err_clear(&err);
+	memset(&so, 0, sizeof(so));
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'j':
+		case OPT_JSON:
 			json = 1;
 			break;
-		case 'r':
+		case OPT_RULES:
 			rules = 1;
+			break;
+		case OPT_SHADOW_URL:
+			so.shadow_url = optarg;
+			break;
+		case OPT_INIT_SHADOW:
+			so.init_shadow = 1;
+			break;
+		case OPT_EXTENSIONS:
+			rc = add_extensions(optarg, exts, &so.nextensions);
+			if (rc != 0)
+				goto out;
 			break;
 		case 'h':
 			fputs(lint_usage, stdout);
-			return 0;
+			goto out;
 		default:
-			return ferry_cli_bad_option("ferry lint", argv);
+			rc = ferry_cli_bad_option("ferry lint", argv);
+			goto out;
 		}
 	}
+	so.extensions = (const char *const *)exts;
 	if (rules && optind != argc)
-		return ferry_cli_usage_error("ferry lint",
+		rc = ferry_cli_usage_error("ferry lint",
 		    "--rules takes no migrations directory");
-	if (!rules && optind != argc - 1)
-		return ferry_cli_usage_error("ferry lint",
+	else if (!rules && optind != argc - 1)
+		rc = ferry_cli_usage_error("ferry lint",
 		    "expected exactly one migrations directory");
+	else if (so.shadow_url == NULL &&
+	    (so.init_shadow || so.nextensions > 0))
+		rc = ferry_cli_usage_error("ferry lint",
+		    "--init-shadow and --extensions need --shadow-url");
+	if (rc != 0)
+		goto out;
+	/* The shadow rules are always known, so that lint-ignore may name
+	   them in a folder also linted without a shadow. */
 	l = ferry_lint_new();
+	ls = ferry_lint_shadow_new();
+	ferry_lint_shadow_attach(ls, l);
 	if (rules) {
 		rc = list_rules(l, json);
 		goto out;
@@ -238,20 +350,28 @@ cmd_lint(int argc, char **argv)
 		rc = ferry_cli_fail("ferry", &err);
 		goto out;
 	}
+	if (so.shadow_url != NULL) {
+		rc = replay(ls, &so, m);
+		if (rc != 0)
+			goto out;
+	}
 	rc = ferry_lint_run(l, m, &err);
 	if (rc != 0) {
 		rc = ferry_cli_fail("ferry", &err);
 		goto out;
 	}
 	if (json)
-		rc = ferry_cli_print_json(
-		    lint_json(argv[optind], l, ferry_migrations_count(m)));
+		rc = ferry_cli_print_json(lint_json(argv[optind], l,
+		    ferry_migrations_count(m), so.shadow_url != NULL));
 	else
 		lint_text(l, ferry_migrations_count(m));
 	if (rc == 0 && ferry_lint_count(l, FERRY_LINT_ERROR) > 0)
 		rc = FERRY_EFINDING;
 out:
 	ferry_lint_free(l);
+	ferry_lint_shadow_free(ls);
 	ferry_migrations_free(m);
+	for (i = 0; i < so.nextensions; i++)
+		free(exts[i]);
 	return rc;
 }

@@ -81,6 +81,17 @@ for id in 001 002 003 004 005 006 007 008 009 010 011 012; do
 done
 "$ferry" lint --rules --json | grep -q '"id": "FERRY-L012"' ||
 	fail "--rules --json lacks FERRY-L012"
+# The shadow rules are listed, and lint-ignore may name them without a
+# shadow (the same folder is linted both ways).
+for id in 101 102 103 104 105 106 107 108 109 110 111; do
+	grep -q "^FERRY-L$id " <<<"$out" || fail "--rules lacks FERRY-L$id"
+done
+migration "$tmp/s" 20240101000000_x '-- ferry:lint-ignore table-dropped FERRY-L109
+SELECT 1;
+'
+out=$("$ferry" lint "$tmp/s")
+grep -q '^no findings in 1 migration$' <<<"$out" ||
+	fail "lint-ignore of shadow rules without a shadow: $out"
 
 # Usage and input errors exit 2.
 "$ferry" lint "$tmp/none" 2>"$tmp/err"
@@ -93,6 +104,18 @@ grep -q "$tmp/none" "$tmp/err" || fail "missing dir not named"
 grep -q -- "--bogus" "$tmp/err" || fail "bad option not named"
 "$ferry" lint --rules "$tmp/m" 2>/dev/null
 [ $? -eq 2 ] || fail "--rules with a directory: expected exit 2"
+"$ferry" lint --init-shadow "$tmp/m" 2>"$tmp/err"
+[ $? -eq 2 ] || fail "--init-shadow without --shadow-url: expected exit 2"
+grep -q -- "--shadow-url" "$tmp/err" || fail "--init-shadow: --shadow-url not named"
+
+# A shadow that cannot be reached: the folder could not be checked, exit 3.
+"$ferry" lint --shadow-url "postgresql://nobody@127.0.0.1:1/x" "$tmp/m" \
+	>"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" -eq 3 ] || fail "unreachable shadow: expected exit 3, got $rc"
+grep -q '^ferry lint: error: ' "$tmp/err" ||
+	fail "unreachable shadow: no error line: $(cat "$tmp/err")"
+[ -s "$tmp/out" ] && fail "unreachable shadow: findings printed"
 
 echo "$fails failures"
 [ "$fails" -eq 0 ]

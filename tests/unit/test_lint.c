@@ -2,7 +2,9 @@
  * test_lint.c -- each lint rule fires on a risky example (rule id and line)
  * and stays quiet on the safe pattern; what earlier migrations of the
  * folder did counts; lint-ignore; files the parser refuses; an added
- * check; the example project.
+ * check; the example project. The shadow rules: the type classifier,
+ * and each rule on documents built by hand (no server: the integration
+ * test lint_shadow_test.sh replays into a real one).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,7 +18,9 @@
 #include <string.h>
 
 #include "lint.h"
+#include "lintshadow.h"
 #include "migrations.h"
+#include "schema.h"
 #include "util.h"
 
 /* Largest expected-findings string a test builds. */
@@ -616,6 +620,317 @@ test_examples(void **state)
 	free(root);
 }
 
+static void
+test_shadow_type_change(void **state)
+{
+	static const struct {
+		const char *from, *to;
+		enum ferry_lint_type_change want;
+	} cases[] = {
+		{ "integer", "bigint", FERRY_LINT_TYPE_REWRITE },
+		{ "bigint", "integer", FERRY_LINT_TYPE_NARROW },
+		{ "smallint", "integer", FERRY_LINT_TYPE_REWRITE },
+		{ "character varying(100)", "character varying(50)",
+		    FERRY_LINT_TYPE_NARROW },
+		{ "character varying(50)", "character varying(100)",
+		    FERRY_LINT_TYPE_SAFE },
+		{ "character varying(100)", "text", FERRY_LINT_TYPE_SAFE },
+		{ "character varying(100)", "character varying",
+		    FERRY_LINT_TYPE_SAFE },
+		{ "text", "character varying", FERRY_LINT_TYPE_SAFE },
+		{ "text", "character varying(10)", FERRY_LINT_TYPE_NARROW },
+		{ "text", "character(3)", FERRY_LINT_TYPE_NARROW },
+		{ "character(3)", "text", FERRY_LINT_TYPE_REWRITE },
+		{ "character(3)", "character(5)", FERRY_LINT_TYPE_REWRITE },
+		{ "numeric(10,2)", "numeric(12,2)", FERRY_LINT_TYPE_SAFE },
+		{ "numeric(10,2)", "numeric", FERRY_LINT_TYPE_SAFE },
+		{ "numeric", "numeric(10,2)", FERRY_LINT_TYPE_NARROW },
+		{ "numeric(10,2)", "numeric(10,3)", FERRY_LINT_TYPE_NARROW },
+		{ "numeric(10,2)", "numeric(12,3)", FERRY_LINT_TYPE_REWRITE },
+		{ "numeric(10,2)", "integer", FERRY_LINT_TYPE_NARROW },
+		{ "double precision", "real", FERRY_LINT_TYPE_NARROW },
+		{ "integer", "numeric", FERRY_LINT_TYPE_REWRITE },
+		{ "timestamp(3) without time zone",
+		    "timestamp without time zone", FERRY_LINT_TYPE_SAFE },
+		{ "timestamp without time zone",
+		    "timestamp(3) without time zone", FERRY_LINT_TYPE_NARROW },
+		{ "timestamp(3) without time zone",
+		    "timestamp(3) with time zone", FERRY_LINT_TYPE_REWRITE },
+		{ "bit varying(4)", "bit varying(8)", FERRY_LINT_TYPE_SAFE },
+		{ "cidr", "inet", FERRY_LINT_TYPE_SAFE },
+		{ "integer[]", "bigint[]", FERRY_LINT_TYPE_REWRITE },
+		{ "character varying(9)[]", "character varying(3)[]",
+		    FERRY_LINT_TYPE_NARROW },
+		{ "integer", "integer[]", FERRY_LINT_TYPE_REWRITE },
+		{ "text", "public.\"Role\"", FERRY_LINT_TYPE_REWRITE },
+		{ "public.\"A(1)\"", "public.\"A(2)\"",
+		    FERRY_LINT_TYPE_REWRITE },
+		{ "uuid", "uuid", FERRY_LINT_TYPE_SAFE },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < FERRY_NELEM(cases); i++)
+		if (ferry_lint_type_change(cases[i].from, cases[i].to) !=
+		    cases[i].want)
+			fail_msg("%s → %s: got %d, want %d", cases[i].from,
+			    cases[i].to,
+			    (int)ferry_lint_type_change(cases[i].from,
+			        cases[i].to),
+			    (int)cases[i].want);
+}
+
+/*
+ * A schema document (PostgreSQL 15, schema public) with the JSON members
+ * given, written with ' for ", ` for \" and ~ for ' to keep the tests
+ * readable.
+ */
+static struct ferry_schema *
+doc(const char *members)
+{
+	char *text = xasprintf("{'format': 'ferry-schema/1', 'postgres': "
+	                       "{'major': 15, 'version': '15.6'}, 'schema': "
+	                       "'public', 'scope': ['public']%s%s}",
+	    *members != '\0' ? ", " : "", members);
+	struct ferry_schema *s = NULL;
+	struct ferry_err err;
+	json_error_t je;
+	json_t *j;
+	char *p, *q, *json = xmalloc(2 * strlen(text) + 1);
+
+	for (p = text, q = json; *p != '\0'; p++) {
+		if (*p == '`')
+			*q++ = '\\';
+		*q++ = *p == '\'' || *p == '`' ? '"' : *p == '~' ? '\'' : *p;
+	}
+	*q = '\0';
+	j = json_loads(json, 0, &je);
+	if (j == NULL)
+		fail_msg("bad JSON (%s): %s", je.text, json);
+	ferry_err_clear(&err);
+	if (ferry_schema_build(j, &s, &err) != 0)
+		fail_msg("bad document: %s", err.msg);
+	json_decref(j);
+	free(json);
+	free(text);
+	return s;
+}
+
+/*
+ * Lints one migration, sql, with the shadow rules seeing the documents
+ * before and after it (members as for doc), and compares the findings,
+ * "<line> <rule id>" separated by spaces, with want.
+ */
+static void
+expect_shadow(const char *want, const char *before, const char *after,
+    const char *sql)
+{
+	struct ferry_migrations *m = ferry_migrations_new();
+	struct ferry_lint_shadow *ls = ferry_lint_shadow_new();
+	struct ferry_lint *l = ferry_lint_new();
+	struct ferry_schema *a = doc(before), *b = doc(after);
+	const struct ferry_lint_finding *f;
+	struct ferry_err err;
+	char got[OUT_MAX];
+	size_t i, o = 0;
+
+	ferry_lint_shadow_attach(ls, l);
+	ferry_migrations_add(m, "1", sql, strlen(sql), NULL, 0);
+	ferry_err_clear(&err);
+	if (ferry_lint_shadow_record(ls, "1", a, b, &err) != 0 ||
+	    ferry_lint_run(l, m, &err) != 0)
+		fail_msg("%s", err.msg);
+	got[0] = '\0';
+	for (i = 0; i < ferry_lint_nfindings(l); i++) {
+		f = ferry_lint_finding(l, i);
+		o += (size_t)snprintf(got + o, sizeof(got) - o, "%s%d %s",
+		    i > 0 ? " " : "", f->line, f->rule->id);
+		assert_true(o < sizeof(got));
+	}
+	if (strcmp(got, want) != 0)
+		fail_msg("findings of\n%s\n  got:  '%s'\n  want: '%s'", sql,
+		    got, want);
+	ferry_lint_free(l);
+	ferry_lint_shadow_free(ls);
+	ferry_schema_free(a);
+	ferry_schema_free(b);
+	ferry_migrations_free(m);
+}
+
+/* "User" (id, name text) and "Post" with extras: JSON members for doc. */
+#define T_USER(cols, extra)                                                   \
+	"'tables': [{'schema': 'public', 'name': 'User', 'columns': "         \
+	"[{'name': 'id', 'type': 'integer', 'not_null': true}" cols "]" extra \
+	"}]"
+#define NAME_TEXT ", {'name': 'name', 'type': 'text'}"
+
+static void
+test_shadow_rules(void **state)
+{
+	(void)state;
+	/* A column dropped in a DO block: no statement names it. */
+	expect_shadow("0 FERRY-L102", T_USER(NAME_TEXT, ""), T_USER("", ""),
+	    "DO $$ BEGIN EXECUTE 'ALTER TABLE \"User\" DROP COLUMN name'; "
+	    "END $$;");
+	/* Said by the parse-tree rule at that statement: once. */
+	expect_shadow("2 FERRY-L002", T_USER(NAME_TEXT, ""), T_USER("", ""),
+	    "SELECT 1;\nALTER TABLE \"User\" DROP COLUMN name;");
+	/* A table gone with its schema's CASCADE is the parse tree's too;
+	   through a function, it is the shadow's. */
+	expect_shadow("1 FERRY-L001", T_USER("", ""), "",
+	    "DROP SCHEMA public CASCADE;");
+	expect_shadow("0 FERRY-L101", T_USER("", ""), "", "SELECT wipe();");
+	/* Types: the real old type; a safe change is quiet. */
+	expect_shadow("0 FERRY-L104",
+	    T_USER(", {'name': 'name', 'type': 'character varying(100)'}", ""),
+	    T_USER(", {'name': 'name', 'type': 'character varying(50)'}", ""),
+	    "CALL shrink();");
+	expect_shadow("",
+	    T_USER(", {'name': 'name', 'type': "
+	           "'character varying(100)'}",
+	        ""),
+	    T_USER(NAME_TEXT, ""), "CALL widen();");
+	expect_shadow("0 FERRY-L103", T_USER("", ""),
+	    "'tables': [{'schema': 'public', 'name': 'User', 'columns': "
+	    "[{'name': 'id', 'type': 'bigint', 'not_null': true}]}]",
+	    "CALL widen();");
+	/* The parse tree cannot know the old type: a rewrite, it says; the
+	   shadow knows better. */
+	expect_shadow("1 FERRY-L003", T_USER("", ""),
+	    "'tables': [{'schema': 'public', 'name': 'User', 'columns': "
+	    "[{'name': 'id', 'type': 'bigint', 'not_null': true}]}]",
+	    "ALTER TABLE \"User\" ALTER COLUMN id TYPE bigint;");
+	expect_shadow("1 FERRY-L104 1 FERRY-L003",
+	    T_USER(", {'name': 'name', 'type': 'character varying(100)'}", ""),
+	    T_USER(", {'name': 'name', 'type': 'character varying(50)'}", ""),
+	    "ALTER TABLE \"User\" ALTER COLUMN name TYPE varchar(50);");
+	/* NOT NULL: without a default; with one, quiet. */
+	expect_shadow("0 FERRY-L105", T_USER(NAME_TEXT, ""),
+	    T_USER(", {'name': 'name', 'type': 'text', 'not_null': true}", ""),
+	    "CALL tighten();");
+	expect_shadow("", T_USER(NAME_TEXT, ""),
+	    T_USER(", {'name': 'name', 'type': 'text', 'not_null': true, "
+	           "'default': '~x~::text'}",
+	        ""),
+	    "CALL tighten();");
+	/* Constraints: validated or NOT VALID; a renamed one is quiet. */
+	expect_shadow("0 FERRY-L107", T_USER("", ""),
+	    T_USER("",
+	        ", 'constraints': [{'name': 'c', 'type': 'check', "
+	        "'definition': 'CHECK ((id > 0))'}]"),
+	    "CALL constrain();");
+	expect_shadow("", T_USER("", ""),
+	    T_USER("",
+	        ", 'constraints': [{'name': 'c', 'type': 'check', "
+	        "'definition': 'CHECK ((id > 0)) NOT VALID'}]"),
+	    "CALL constrain();");
+	expect_shadow("",
+	    T_USER("",
+	        ", 'constraints': [{'name': 'a', 'type': 'foreign key', "
+	        "'definition': 'FOREIGN KEY (id) REFERENCES x(id)'}]"),
+	    T_USER("",
+	        ", 'constraints': [{'name': 'b', 'type': 'foreign key', "
+	        "'definition': 'FOREIGN KEY (id) REFERENCES x(id)'}]"),
+	    "ALTER TABLE \"User\" RENAME CONSTRAINT a TO b;");
+	/* Indexes: CONCURRENTLY and renames are quiet. */
+	expect_shadow("", T_USER("", ""),
+	    T_USER("",
+	        ", 'indexes': [{'name': 'i', 'definition': 'CREATE "
+	        "INDEX i ON public.`User` USING btree (id)'}]"),
+	    "CREATE INDEX CONCURRENTLY i ON \"User\"(id);");
+	expect_shadow("0 FERRY-L108", T_USER("", ""),
+	    T_USER("",
+	        ", 'indexes': [{'name': 'i', 'definition': 'CREATE "
+	        "INDEX i ON public.`User` USING btree (id)'}]"),
+	    "CALL index_it();");
+	expect_shadow("",
+	    T_USER("",
+	        ", 'indexes': [{'name': 'i', 'definition': 'CREATE "
+	        "INDEX i ON public.`User` USING btree (id)'}]"),
+	    T_USER("",
+	        ", 'indexes': [{'name': 'j', 'definition': 'CREATE "
+	        "INDEX j ON public.`User` USING btree (id)'}]"),
+	    "CALL rename_it();");
+	/* An unnamed constraint is found by the name PostgreSQL gives it:
+	   said once, by the parse-tree rule. */
+	expect_shadow("1 FERRY-L005", T_USER("", ""),
+	    T_USER("",
+	        ", 'constraints': [{'name': 'User_pkey', 'type': 'primary "
+	        "key', 'definition': 'PRIMARY KEY (id)'}]"),
+	    "ALTER TABLE \"User\" ADD PRIMARY KEY (id);");
+	/* A rename that a function still uses; a column renamed in a DO
+	   block is told from a drop by its place and type. */
+	expect_shadow("1 FERRY-L109 1 FERRY-L010", T_USER(NAME_TEXT, ""),
+	    T_USER(", {'name': 'fullName', 'type': 'text'}",
+	        "") ", 'functions': [{'schema': 'public', 'name': 'f()', "
+	            "'kind': "
+	            "'function', 'definition': 'CREATE FUNCTION public.f() AS "
+	            "$function$ SELECT name FROM `User` $function$'}]",
+	    "ALTER TABLE \"User\" RENAME COLUMN name TO \"fullName\";");
+	expect_shadow("0 FERRY-L109", T_USER(NAME_TEXT, ""),
+	    T_USER(", {'name': 'fullName', 'type': 'text'}",
+	        "") ", 'functions': [{'schema': 'public', 'name': 'f()', "
+	            "'kind': "
+	            "'function', 'definition': 'CREATE FUNCTION public.f() AS "
+	            "$function$ SELECT `name` /* not ~fullName~ */ FROM `User` "
+	            "$function$'}]",
+	    "DO $$ BEGIN EXECUTE 'ALTER TABLE \"User\" RENAME name TO x'; "
+	    "END $$;");
+	expect_shadow("", T_USER(NAME_TEXT, ""),
+	    T_USER(", {'name': 'fullName', 'type': 'text'}",
+	        "") ", 'functions': [{'schema': 'public', 'name': 'f()', "
+	            "'kind': "
+	            "'function', 'definition': 'CREATE FUNCTION public.f() AS "
+	            "$function$ SELECT `Name`, `fullName`, ~name~ FROM `User` "
+	            "$function$'}]",
+	    "CALL rename_it();");
+	/* Enums. */
+	expect_shadow("2 FERRY-L110",
+	    "'enums': [{'schema': 'public', 'name': 'R', 'values': ['A', "
+	    "'B']}]",
+	    "'enums': [{'schema': 'public', 'name': 'R', 'values': ['A']}]",
+	    "ALTER TYPE \"R\" RENAME TO \"R_old\";\n"
+	    "CREATE TYPE \"R\" AS ENUM ('A');");
+	expect_shadow("0 FERRY-L111",
+	    "'enums': [{'schema': 'public', 'name': 'R', 'values': ['A', "
+	    "'B']}]",
+	    "'enums': [{'schema': 'public', 'name': 'R', 'values': ['B', 'A', "
+	    "'C']}]",
+	    "CALL reorder();");
+	expect_shadow("",
+	    "'enums': [{'schema': 'public', 'name': 'R', 'values': ['A', "
+	    "'B']}]",
+	    "'enums': [{'schema': 'public', 'name': 'R', 'values': ['A', 'C', "
+	    "'B']}]",
+	    "ALTER TYPE \"R\" ADD VALUE 'C' BEFORE 'B';");
+	/* lint-ignore names shadow rules like the others. */
+	expect_shadow("", T_USER(NAME_TEXT, ""), T_USER("", ""),
+	    "-- ferry:lint-ignore column-dropped\nCALL wipe();");
+}
+
+/* Without a replay the shadow rules report nothing, but are known. */
+static void
+test_shadow_unrecorded(void **state)
+{
+	struct ferry_lint_shadow *ls = ferry_lint_shadow_new();
+	struct ferry_lint *l = ferry_lint_new();
+	struct ferry_migrations *m = ferry_migrations_new();
+	const char *sql = "-- ferry:lint-ignore FERRY-L101\nSELECT 1;";
+	struct ferry_err err;
+
+	(void)state;
+	ferry_lint_shadow_attach(ls, l);
+	assert_string_equal(ferry_lint_rule_find(l, "FERRY-L109")->name,
+	    "renamed-still-referenced");
+	ferry_migrations_add(m, "1", sql, strlen(sql), NULL, 0);
+	ferry_err_clear(&err);
+	assert_int_equal(ferry_lint_run(l, m, &err), 0);
+	assert_int_equal(ferry_lint_nfindings(l), 0);
+	ferry_lint_free(l);
+	ferry_lint_shadow_free(ls);
+	ferry_migrations_free(m);
+}
+
 int
 main(void)
 {
@@ -635,6 +950,9 @@ main(void)
 		cmocka_unit_test(test_added_check),
 		cmocka_unit_test(test_rules),
 		cmocka_unit_test(test_examples),
+		cmocka_unit_test(test_shadow_type_change),
+		cmocka_unit_test(test_shadow_rules),
+		cmocka_unit_test(test_shadow_unrecorded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
