@@ -99,6 +99,21 @@ aio_done(void *arg)
 	pthread_mutex_unlock(&c->mu);
 }
 
+/*
+ * A connection went away: NNG 1.5.2 would resend the pending request as
+ * the same bytes on the next connection, which the coordinator drops as a
+ * replay (or no longer knows). Cancel it instead; the call seals it anew.
+ */
+static void
+on_pipe_gone(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct ferry_wire_client *c = arg;
+
+	(void)p;
+	(void)ev;
+	nng_aio_cancel(c->aio);
+}
+
 static int
 stopped(const struct ferry_wire_client *c)
 {
@@ -154,7 +169,8 @@ exchange(struct ferry_wire_client *c, const uint8_t *frame, size_t len,
 		return rv;
 	}
 	nng_aio_set_msg(c->aio, msg);
-	nng_aio_set_timeout(c->aio, NNG_DURATION_DEFAULT);
+	/* With no connection a send waits for one: bound that too. */
+	nng_aio_set_timeout(c->aio, (nng_duration)timeout_ms);
 	nng_ctx_send(c->ctx, c->aio);
 	rv = wait_aio(c);
 	if (rv != 0) {
@@ -202,7 +218,9 @@ ferry_wire_client_open(const struct ferry_wire_opts *o,
 	    (rv = nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 100)) != 0 ||
 	    (rv = nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 5000)) != 0 ||
 	    (rv = nng_ctx_open(&c->ctx, c->sock)) != 0 ||
-	    (rv = nng_aio_alloc(&c->aio, aio_done, c)) != 0) {
+	    (rv = nng_aio_alloc(&c->aio, aio_done, c)) != 0 ||
+	    (rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, on_pipe_gone,
+	         c)) != 0) {
 		ferry_errf(err, FERRY_EOPER, "cannot set up the socket: %s",
 		    nng_strerror(rv));
 		goto fail;
@@ -448,7 +466,8 @@ request(struct ferry_wire_client *c, const uint8_t *req, size_t reqlen,
 	}
 	*replylen = resp->body.len;
 	*reply = xmalloc(resp->body.len ? resp->body.len : 1);
-	memcpy(*reply, resp->body.data, resp->body.len);
+	if (resp->body.len > 0) /* an empty body has data NULL */
+		memcpy(*reply, resp->body.data, resp->body.len);
 	a = ATTEMPT_OK;
 out:
 	if (resp != NULL)

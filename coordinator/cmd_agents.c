@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "ferry.pb-c.h"
 #include "hash.h"
+#include "history.h"
 #include "util.h"
 
 static void
@@ -431,6 +432,7 @@ cmd_dispatch(int argc, char **argv)
 	ProtobufCBinaryData *approvals = NULL;
 	size_t nagents = 0, napprovals = 0, i, failed = 0;
 	int64_t wait_ms = -1;
+	char dispatch_id[37];
 	int json = 0, c, rc = 0;
 
 	ferry_err_clear(&err);
@@ -513,6 +515,8 @@ cmd_dispatch(int argc, char **argv)
 		rc = ferry_cli_fail(prog, &err);
 		goto out;
 	}
+	ferry_uuid_v4(dispatch_id);
+	rq.dispatch_id = dispatch_id;
 	rq.agent_ids = agents;
 	rq.n_agent_ids = nagents;
 	rq.approvals = approvals;

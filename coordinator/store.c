@@ -460,10 +460,10 @@ ferry_store_get_bundle(struct ferry_store *s, const char *hex, uint8_t **data,
 static int
 add_work(struct ferry_store *s, const char *agent_id, const char *kind,
     const char *bundle_hex, const char *rollout, const char *approvals,
-    Ferry__DispatchReply *out, struct ferry_err *err)
+    const char *dispatch_id, Ferry__DispatchReply *out, struct ferry_err *err)
 {
 	char id[37];
-	const char *p[6];
+	const char *p[7];
 	PGresult *res;
 
 	ferry_uuid_v4(id);
@@ -473,10 +473,12 @@ add_work(struct ferry_store *s, const char *agent_id, const char *kind,
 	p[3] = bundle_hex;
 	p[4] = rollout;
 	p[5] = approvals;
+	p[6] = dispatch_id;
 	res = query(s,
 	    "INSERT INTO work_items (work_id, agent_id, kind, bundle_digest, "
-	    "rollout_id, approvals) VALUES ($1, $2, $3, $4, $5, $6)",
-	    6, p, err);
+	    "rollout_id, approvals, dispatch_id) VALUES ($1, $2, $3, $4, $5, "
+	    "$6, $7)",
+	    7, p, err);
 	if (res == NULL)
 		return err->code;
 	PQclear(res);
@@ -520,6 +522,32 @@ ferry_store_dispatch(struct ferry_store *s, const Ferry__DispatchRequest *r,
 		rc = err->code;
 		goto out;
 	}
+	if (r->dispatch_id[0] != '\0') {
+		/* A retry of a dispatch already made: the same answer. */
+		p[0] = r->dispatch_id;
+		res = query(s,
+		    "SELECT work_id, agent_id FROM work_items WHERE "
+		    "dispatch_id = $1 ORDER BY agent_id",
+		    1, p, err);
+		if (res == NULL)
+			goto fail;
+		for (j = 0; j < PQntuples(res); j++) {
+			out->work_ids = xrealloc(out->work_ids,
+			    (out->n_work_ids + 1) * sizeof(char *));
+			out->agent_ids = xrealloc(out->agent_ids,
+			    (out->n_agent_ids + 1) * sizeof(char *));
+			out->work_ids[out->n_work_ids++] =
+			    xstrdup(PQgetvalue(res, j, 0));
+			out->agent_ids[out->n_agent_ids++] =
+			    xstrdup(PQgetvalue(res, j, 1));
+		}
+		PQclear(res);
+		res = NULL;
+		if (out->n_work_ids > 0) {
+			exec(s, "COMMIT", err);
+			goto out;
+		}
+	}
 	if (r->environment[0] != '\0') {
 		p[0] = r->environment;
 		res = query(s,
@@ -536,7 +564,8 @@ ferry_store_dispatch(struct ferry_store *s, const Ferry__DispatchRequest *r,
 		}
 		for (j = 0; j < PQntuples(res); j++)
 			if (add_work(s, PQgetvalue(res, j, 0), kind, bundle_hex,
-			        r->rollout_id, apbytes, out, err) != 0)
+			        r->rollout_id, apbytes, r->dispatch_id, out,
+			        err) != 0)
 				goto fail;
 		PQclear(res);
 		res = NULL;
@@ -558,7 +587,7 @@ ferry_store_dispatch(struct ferry_store *s, const Ferry__DispatchRequest *r,
 		PQclear(res);
 		res = NULL;
 		if (add_work(s, r->agent_ids[i], kind, bundle_hex,
-		        r->rollout_id, apbytes, out, err) != 0)
+		        r->rollout_id, apbytes, r->dispatch_id, out, err) != 0)
 			goto fail;
 	}
 	detail = xasprintf("%s bundle %.16s to %zu agent(s)", kind,

@@ -72,6 +72,7 @@ fleet_init() {
 	FL_TMP=$(mktemp -d /tmp/ferry-fleet.XXXXXX)
 	chmod 755 "$FL_TMP"
 	trap fleet_cleanup EXIT
+	trap "exit 130" INT TERM
 	PORT=$(shuf -i 20000-32000 -n 1)
 	URL=tcp://127.0.0.1:$PORT
 	"$FERRY" serve --init --data "$FL_TMP/coord" --user postgres \
@@ -86,12 +87,15 @@ fleet_init() {
 
 # Starts the coordinator (extra args passed on); waits for "listening".
 fleet_serve() {
-	: >"$FL_TMP/serve.log"
+	local before
+	touch "$FL_TMP/serve.log"
+	before=$(grep -c 'coordinator listening' "$FL_TMP/serve.log")
 	FERRY_LOG=${FERRY_LOG:-info} "$FERRY" serve --data "$FL_TMP/coord" \
 		--user postgres --listen "$URL" "$@" >>"$FL_TMP/serve.log" 2>&1 &
 	SERVE_PID=$!
 	for _ in $(seq 300); do
-		grep -q 'coordinator listening' "$FL_TMP/serve.log" && return 0
+		[ "$(grep -c 'coordinator listening' "$FL_TMP/serve.log")" -gt "$before" ] &&
+			return 0
 		kill -0 "$SERVE_PID" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -152,7 +156,7 @@ cli() {
 	ERR=$FL_TMP/cli.err
 	"$FERRY" "$@" >"$OUT" 2>"$ERR"
 	RC=$?
-	if grep -q 'AddressSanitizer\|runtime error:' "$ERR"; then
+	if grep -q 'AddressSanitizer\|LeakSanitizer\|runtime error:' "$ERR"; then
 		fail "sanitizer report from ferry $*"
 		cat "$ERR"
 	fi
@@ -192,7 +196,26 @@ logs_clean() {
 	fi
 }
 
+# Stops agents and the coordinator the clean way (SIGTERM), so that their
+# exit paths run (and a sanitizer build checks them for leaks).
+fleet_stop() {
+	local id pid
+	for id in "${!AGENT_PID[@]}"; do
+		pid=${AGENT_PID[$id]}
+		kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+		unset "AGENT_PID[$id]"
+	done
+	if [ -n "${SERVE_PID:-}" ]; then
+		kill -TERM "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null
+		check "the coordinator stops cleanly on SIGTERM"
+		grep -q 'coordinator stopping' "$FL_TMP/serve.log" ||
+			fail "no clean shutdown"
+		SERVE_PID=
+	fi
+}
+
 fleet_done() {
+	fleet_stop
 	logs_clean
 	if [ "$FAILS" -ne 0 ]; then
 		echo "== serve.log (tail)"

@@ -41,6 +41,7 @@ CREATE TABLE work_items (
     kind          TEXT NOT NULL CHECK (kind IN ('apply', 'status')),
     bundle_digest TEXT REFERENCES bundles (digest),
     rollout_id    TEXT NOT NULL DEFAULT '',
+    dispatch_id   TEXT NOT NULL DEFAULT '',  -- the client's, for retries
     approvals     BYTEA NOT NULL DEFAULT '',   -- a WorkItem holding only approvals
     state         TEXT NOT NULL DEFAULT 'queued'
                   CHECK (state IN ('queued', 'delivered', 'done', 'failed')),
@@ -51,6 +52,8 @@ CREATE TABLE work_items (
 );
 CREATE INDEX work_items_open ON work_items (agent_id, created_at)
     WHERE state IN ('queued', 'delivered');
+CREATE INDEX work_items_dispatch ON work_items (dispatch_id)
+    WHERE dispatch_id <> '';
 
 CREATE TABLE reports (
     report_id       TEXT PRIMARY KEY,
