@@ -499,7 +499,7 @@ loop(struct agent *a, int once, struct ferry_err *err)
 	long hold = ferry_agent_config_poll_hold_ms(a->cfg), wait = 500;
 	char last_refusal[sizeof(err->msg)] = "";
 	char *state = NULL;
-	int registered = 0, rc = 0;
+	int registered = 0, polling = 0, rc = 0;
 	size_t i;
 
 	while (!stop_flag) {
@@ -545,6 +545,7 @@ loop(struct agent *a, int once, struct ferry_err *err)
 			snprintf(last_refusal, sizeof(last_refusal), "%s",
 			    e.msg);
 			registered = 0;
+			polling = 0;
 			ferry_sleep_ms(wait, &stop_flag);
 			wait = wait * 2 > 10000 ? 10000 : wait * 2;
 			continue;
@@ -555,6 +556,10 @@ loop(struct agent *a, int once, struct ferry_err *err)
 			continue;
 		}
 		wait = 500;
+		if (!polling)
+			ferry_log_info("polling for work", "agent",
+			    ferry_agent_config_name(a->cfg), "state", r->state);
+		polling = 1;
 		last_refusal[0] = '\0';
 		for (i = 0; i < r->n_items && !stop_flag; i++)
 			if (do_work(a, r->items[i], err) != 0) {

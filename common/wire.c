@@ -132,7 +132,7 @@ wait_aio(struct ferry_wire_client *c)
 	pthread_mutex_lock(&c->mu);
 	while (!c->done) {
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000000L;
+		ts.tv_nsec += 250 * 1000000L; /* notice stop within 1/4 s */
 		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;

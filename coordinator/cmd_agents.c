@@ -572,3 +572,153 @@ out:
 	free(agents);
 	return rc;
 }
+
+/* ------------------------------------------------------------------ */
+/* ferry operators                                                     */
+
+static const char operators_usage[] =
+    "usage: ferry operators [list] [--json] [connection options]\n"
+    "       ferry operators add FILE.pub --role read|operator|approver\n"
+    "       ferry operators remove KEY_ID\n"
+    "\n"
+    "Manages the keys that may use the coordinator from the CLI. Roles:\n"
+    "  read      list agents, work and operators\n"
+    "  operator  also accept, reject and revoke agents, dispatch work and\n"
+    "            manage operator keys\n"
+    "  approver  read, and (with rollouts) approve promotions\n"
+    "Adding a known key changes its role. The last operator key cannot be\n"
+    "removed or demoted; a key's open sessions end when it changes.\n"
+    "\n"
+    "Options:\n"
+    "  --role ROLE           with add: the key's role\n"
+    "  --json                print a JSON document instead of a "
+    "table\n" CLIENT_HELP "  -h, --help            show this help\n"
+    "\n" FERRY_EXIT_CODES_HELP;
+
+int
+cmd_operators(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "role", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		CLIENT_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *prog = "ferry operators", *verb = "list", *role = NULL;
+	struct client_opts co = { 0 };
+	struct client *cl = NULL;
+	struct ferry_err err;
+	struct ferry_pubkey pk;
+	char line[256];
+	int json = 0, c, rc = 0;
+	size_t i;
+
+	ferry_err_clear(&err);
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (client_opt(&co, c, optarg))
+			continue;
+		switch (c) {
+		case 'r':
+			role = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'h':
+			fputs(operators_usage, stdout);
+			return 0;
+		default:
+			return ferry_cli_bad_option(prog, argv);
+		}
+	}
+	if (optind < argc)
+		verb = argv[optind++];
+	if (strcmp(verb, "list") == 0) {
+		if (optind != argc)
+			return ferry_cli_usage_error(prog,
+			    "unexpected argument '%s'", argv[optind]);
+	} else if (strcmp(verb, "add") == 0) {
+		if (optind + 1 != argc || role == NULL)
+			return ferry_cli_usage_error(prog,
+			    "add takes FILE.pub and --role ROLE");
+		if (ferry_role_parse(role) <= FERRY_ROLE_AGENT)
+			return ferry_cli_usage_error(prog,
+			    "--role must be read, operator or approver");
+		if (ferry_pubkey_load(argv[optind], &pk, &err) != 0)
+			return ferry_cli_fail(prog, &err);
+	} else if (strcmp(verb, "remove") == 0) {
+		if (optind + 1 != argc)
+			return ferry_cli_usage_error(prog,
+			    "remove takes exactly one KEY_ID");
+	} else
+		return ferry_cli_usage_error(prog,
+		    "unknown subcommand '%s' (list, add, remove)", verb);
+	if (client_open(&co, &cl, &err) != 0)
+		return ferry_cli_fail(prog, &err);
+	if (strcmp(verb, "list") == 0) {
+		Ferry__OperatorsListRequest rq =
+		    FERRY__OPERATORS_LIST_REQUEST__INIT;
+		Ferry__OperatorsListReply *r = NULL;
+		char when[40];
+		rc = client_call(cl, FERRY_OP_OPERATORS_LIST, &rq.base,
+		    &ferry__operators_list_reply__descriptor,
+		    (ProtobufCMessage **)&r, &err);
+		if (rc == 0 && json) {
+			json_t *arr = json_array();
+			for (i = 0; i < r->n_operators; i++) {
+				fmt_time(r->operators[i]->created_unix_ms, when,
+				    sizeof(when));
+				json_array_append_new(arr,
+				    json_pack("{s:s, s:s, s:s, s:s}", "key_id",
+				        r->operators[i]->key_id, "name",
+				        r->operators[i]->name, "role",
+				        r->operators[i]->role, "created",
+				        when));
+			}
+			rc = ferry_cli_print_json(
+			    json_pack("{s:o}", "operators", arr));
+		} else if (rc == 0) {
+			printf("%-16s %-9s %-24s %s\n", "KEY", "ROLE", "ADDED",
+			    "NAME");
+			for (i = 0; i < r->n_operators; i++) {
+				fmt_time(r->operators[i]->created_unix_ms, when,
+				    sizeof(when));
+				printf("%-16s %-9s %-24s %s\n",
+				    r->operators[i]->key_id,
+				    r->operators[i]->role, when,
+				    r->operators[i]->name);
+			}
+		}
+		if (r != NULL)
+			ferry__operators_list_reply__free_unpacked(r, NULL);
+	} else {
+		Ferry__OperatorAddRequest add =
+		    FERRY__OPERATOR_ADD_REQUEST__INIT;
+		Ferry__OperatorRemoveRequest rm =
+		    FERRY__OPERATOR_REMOVE_REQUEST__INIT;
+		Ferry__OperatorReply *r = NULL;
+		int is_add = strcmp(verb, "add") == 0;
+		if (is_add) {
+			ferry_pubkey_format(&pk, line, sizeof(line));
+			add.public_key = line;
+			add.role = (char *)role;
+		} else
+			rm.key_id = argv[optind];
+		rc = client_call(cl,
+		    is_add ? FERRY_OP_OPERATORS_ADD : FERRY_OP_OPERATORS_REMOVE,
+		    is_add ? &add.base : &rm.base,
+		    &ferry__operator_reply__descriptor, (ProtobufCMessage **)&r,
+		    &err);
+		if (rc == 0)
+			printf(is_add ? "operator key %s: %s\n"
+			              : "operator key %s removed%s\n",
+			    r->key_id, r->role);
+		if (r != NULL)
+			ferry__operator_reply__free_unpacked(r, NULL);
+	}
+	client_close(cl);
+	if (rc != 0 && err.code != 0)
+		return ferry_cli_fail(prog, &err);
+	return rc;
+}

@@ -13,5 +13,6 @@ int cmd_serve(int argc, char **argv);
 int cmd_agents(int argc, char **argv);
 int cmd_dispatch(int argc, char **argv);
 int cmd_work(int argc, char **argv);
+int cmd_operators(int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ static const struct ferry_cmd commands[] = {
 	{ "agents", cmd_agents, "list agents; accept, reject or revoke one" },
 	{ "dispatch", cmd_dispatch, "send a bundle to agents as work" },
 	{ "work", cmd_work, "list work items and their outcomes" },
+	{ "operators", cmd_operators, "list, add or remove operator keys" },
 	{ NULL, NULL, NULL },
 };
 

@@ -24,7 +24,9 @@
 #define MAX_CTX 20000
 #define MAX_PENDING_HS 4096
 #define HS_EXPIRY_US (10 * 1000000LL)
-#define SESSION_IDLE_US (3600 * 1000000LL)
+#define SESSION_IDLE_US (3600 * 1000000LL) /* agents */
+#define CLI_IDLE_US (300 * 1000000LL)      /* everyone else */
+#define MAX_SESSIONS 100000
 #define REPLY_CACHE 4
 #define ONLINE_MARGIN_MS 10000
 
@@ -297,6 +299,25 @@ sessions_set_state(struct server *s, const uint8_t pk[32], const char *st)
 			}
 }
 
+/* The table is full: the session idle the longest (not held) goes. */
+static void
+evict_one(struct server *s)
+{
+	struct session *x, *old = NULL;
+	unsigned b;
+
+	for (b = 0; b < NBUCKETS; b++)
+		for (x = s->buckets[b]; x; x = x->next)
+			if (x->parked == NULL &&
+			    (old == NULL || x->last_us < old->last_us))
+				old = x;
+	if (old != NULL) {
+		ferry_log_warn("session table full: dropped the idlest session",
+		    "key", old->peer.id, "peer", old->addr);
+		session_remove(s, old);
+	}
+}
+
 static void
 expire(struct server *s, int64_t now)
 {
@@ -317,7 +338,9 @@ expire(struct server *s, int64_t now)
 		for (x = s->buckets[b]; x; x = next) {
 			next = x->next;
 			if (x->parked == NULL &&
-			    now - x->last_us > SESSION_IDLE_US)
+			    now - x->last_us > (x->role == FERRY_ROLE_AGENT
+			                               ? SESSION_IDLE_US
+			                               : CLI_IDLE_US))
 				session_remove(s, x);
 		}
 }
@@ -472,6 +495,8 @@ on_hs3(struct server *s, struct cctx *c, const struct ferry_chan_hdr *h,
 		return;
 	}
 	free(pd);
+	if (s->nsessions >= MAX_SESSIONS)
+		evict_one(s);
 	x->chan = chan;
 	memcpy(x->sid, h->sid, FERRY_CHAN_SID_LEN);
 	snprintf(x->addr, sizeof(x->addr), "%s", addr);
@@ -875,6 +900,86 @@ op_work_list(struct server *s, struct cctx *c, struct session *x, uint64_t id,
 }
 
 static void
+op_operators_list(struct server *s, struct cctx *c, struct session *x,
+    uint64_t id)
+{
+	Ferry__OperatorsListReply r;
+	struct ferry_err e = { 0 };
+
+	if (ferry_store_list_operators(s->o->state, &r, &e) != 0) {
+		respond_err(s, c, x, id, &e);
+		return;
+	}
+	respond(s, c, x, id, OK, NULL, &r.base);
+	ferry_store_free_operators(&r);
+}
+
+static void
+op_operators_change(struct server *s, struct cctx *c, struct session *x,
+    uint64_t id, enum ferry_op op, const ProtobufCBinaryData *body)
+{
+	Ferry__OperatorReply rep = FERRY__OPERATOR_REPLY__INIT;
+	struct ferry_err e = { 0 };
+	struct ferry_pubkey pk;
+	uint8_t raw[32];
+	int role;
+
+	if (op == FERRY_OP_OPERATORS_ADD) {
+		Ferry__OperatorAddRequest *r =
+		    ferry__operator_add_request__unpack(NULL, body->len,
+		        body->data);
+		if (r == NULL) {
+			respond(s, c, x, id, BAD,
+			    "malformed OperatorAddRequest", NULL);
+			return;
+		}
+		role = ferry_role_parse(r->role);
+		if (role != FERRY_ROLE_READ && role != FERRY_ROLE_OPERATOR &&
+		    role != FERRY_ROLE_APPROVER)
+			ferry_errf(&e, FERRY_EUSAGE,
+			    "unknown role '%.32s' (read, operator, approver)",
+			    r->role);
+		else if (ferry_pubkey_parse(r->public_key, &pk, &e) == 0)
+			ferry_store_add_operator(s->o->state, &pk,
+			    (enum ferry_role)role, &e);
+		ferry__operator_add_request__free_unpacked(r, NULL);
+		if (e.code != 0) {
+			respond_err(s, c, x, id, &e);
+			return;
+		}
+		memcpy(raw, pk.pk, 32);
+		rep.key_id = pk.id;
+		rep.role = (char *)ferry_role_name((enum ferry_role)role);
+		ferry_log_info("operator key set", "key", pk.id, "role",
+		    rep.role, "by", x->peer.id);
+	} else {
+		Ferry__OperatorRemoveRequest *r =
+		    ferry__operator_remove_request__unpack(NULL, body->len,
+		        body->data);
+		if (r == NULL) {
+			respond(s, c, x, id, BAD,
+			    "malformed OperatorRemoveRequest", NULL);
+			return;
+		}
+		if (ferry_store_remove_operator(s->o->state, r->key_id,
+		        x->peer.id, raw, &e) != 0) {
+			ferry__operator_remove_request__free_unpacked(r, NULL);
+			respond_err(s, c, x, id, &e);
+			return;
+		}
+		snprintf(pk.id, sizeof(pk.id), "%s", r->key_id);
+		ferry__operator_remove_request__free_unpacked(r, NULL);
+		rep.key_id = pk.id;
+		rep.role = (char *)"";
+		ferry_log_info("operator key removed", "key", pk.id, "by",
+		    x->peer.id);
+	}
+	/* Sessions of that key start again with its new role (or none). */
+	respond(s, c, x, id, OK, NULL, &rep.base);
+	sessions_cut(s, raw);
+}
+
+static void
 on_data(struct server *s, struct cctx *c, const struct ferry_chan_hdr *h,
     const uint8_t *p, size_t n, const char *addr)
 {
@@ -976,6 +1081,13 @@ on_data(struct server *s, struct cctx *c, const struct ferry_chan_hdr *h,
 		break;
 	case FERRY_OP_WORK_LIST:
 		op_work_list(s, c, x, rq->request_id, &rq->body);
+		break;
+	case FERRY_OP_OPERATORS_LIST:
+		op_operators_list(s, c, x, rq->request_id);
+		break;
+	case FERRY_OP_OPERATORS_ADD:
+	case FERRY_OP_OPERATORS_REMOVE:
+		op_operators_change(s, c, x, rq->request_id, op->op, &rq->body);
 		break;
 	}
 out:

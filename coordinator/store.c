@@ -116,16 +116,168 @@ ferry_store_add_operator(struct ferry_store *s, const struct ferry_pubkey *pk,
 	char *hex = bytea_param(pk->pk, 32);
 	const char *p[4] = { pk->id, hex, pk->name[0] ? pk->name : pk->id,
 		ferry_role_name(role) };
-	PGresult *res;
+	const char *q[3];
+	PGresult *res = NULL;
+	int rc = 0;
 
+	if (exec(s, "BEGIN", err) != 0) {
+		free(hex);
+		return err->code;
+	}
+	if (exec(s, "LOCK TABLE operator_keys IN SHARE ROW EXCLUSIVE MODE",
+	        err) != 0)
+		goto fail;
+	q[0] = p[0];
+	q[1] = p[1];
+	q[2] = p[3];
+	res = query(s,
+	    "SELECT EXISTS (SELECT 1 FROM agents WHERE public_key = $2), "
+	    "$3 <> 'operator' AND EXISTS (SELECT 1 FROM operator_keys WHERE "
+	    "key_id = $1 AND role = 'operator') AND (SELECT count(*) FROM "
+	    "operator_keys WHERE role = 'operator') = 1",
+	    3, q, err);
+	if (res == NULL)
+		goto fail;
+	if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+		rc = ferry_errf(err, FERRY_EFINDING,
+		    "key %s belongs to an agent: an operator needs a key of "
+		    "their own",
+		    pk->id);
+		goto fail;
+	}
+	if (strcmp(PQgetvalue(res, 0, 1), "t") == 0) {
+		rc = ferry_errf(err, FERRY_EFINDING,
+		    "key %s is the last one with the operator role: add "
+		    "another operator first",
+		    pk->id);
+		goto fail;
+	}
+	PQclear(res);
 	res = query(s,
 	    "INSERT INTO operator_keys (key_id, public_key, name, role) "
 	    "VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO UPDATE "
 	    "SET role = EXCLUDED.role, name = EXCLUDED.name",
 	    4, p, err);
-	free(hex);
+	if (res == NULL)
+		goto fail;
 	PQclear(res);
-	return res == NULL ? err->code : 0;
+	res = NULL;
+	if (exec(s, "COMMIT", err) != 0)
+		goto fail;
+	free(hex);
+	return 0;
+fail:
+	PQclear(res);
+	rollback(s);
+	free(hex);
+	return rc ? rc : err->code;
+}
+
+int
+ferry_store_list_operators(struct ferry_store *s,
+    Ferry__OperatorsListReply *out, struct ferry_err *err)
+{
+	PGresult *res;
+	int i, n;
+
+	ferry__operators_list_reply__init(out);
+	res = query(s,
+	    "SELECT key_id, name, role, (extract(epoch FROM created_at) * "
+	    "1000)::int8 FROM operator_keys ORDER BY role, name, key_id",
+	    0, NULL, err);
+	if (res == NULL)
+		return err->code;
+	n = PQntuples(res);
+	out->operators = xcalloc(n ? (size_t)n : 1, sizeof(*out->operators));
+	for (i = 0; i < n; i++) {
+		Ferry__OperatorInfo *o = xmalloc(sizeof(*o));
+		ferry__operator_info__init(o);
+		o->key_id = xstrdup(PQgetvalue(res, i, 0));
+		o->name = xstrdup(PQgetvalue(res, i, 1));
+		o->role = xstrdup(PQgetvalue(res, i, 2));
+		o->created_unix_ms = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+		out->operators[i] = o;
+	}
+	out->n_operators = (size_t)n;
+	PQclear(res);
+	return 0;
+}
+
+void
+ferry_store_free_operators(Ferry__OperatorsListReply *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_operators; i++) {
+		free(r->operators[i]->key_id);
+		free(r->operators[i]->name);
+		free(r->operators[i]->role);
+		free(r->operators[i]);
+	}
+	free(r->operators);
+	ferry__operators_list_reply__init(r);
+}
+
+int
+ferry_store_remove_operator(struct ferry_store *s, const char *key_id,
+    const char *actor, uint8_t pk[32], struct ferry_err *err)
+{
+	const char *p[2] = { key_id, actor };
+	PGresult *res = NULL;
+	unsigned char *raw;
+	size_t n = 0;
+	int rc = 0;
+
+	if (exec(s, "BEGIN", err) != 0)
+		return err->code;
+	/* Serialises removals: two cannot both leave one operator each. */
+	if (exec(s, "LOCK TABLE operator_keys IN SHARE ROW EXCLUSIVE MODE",
+	        err) != 0)
+		goto fail;
+	res = query(s,
+	    "SELECT public_key, role = 'operator' AND (SELECT count(*) FROM "
+	    "operator_keys WHERE role = 'operator') = 1 FROM operator_keys "
+	    "WHERE key_id = $1",
+	    1, p, err);
+	if (res == NULL)
+		goto fail;
+	if (PQntuples(res) == 0) {
+		rc = ferry_errf(err, FERRY_EFINDING, "no operator key '%s'",
+		    key_id);
+		goto fail;
+	}
+	if (strcmp(PQgetvalue(res, 0, 1), "t") == 0) {
+		rc = ferry_errf(err, FERRY_EFINDING,
+		    "'%s' is the last key with the operator role: add another "
+		    "one first",
+		    key_id);
+		goto fail;
+	}
+	raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 0), &n);
+	if (raw != NULL && n == 32)
+		memcpy(pk, raw, 32);
+	PQfreemem(raw);
+	PQclear(res);
+	res =
+	    query(s, "DELETE FROM operator_keys WHERE key_id = $1", 1, p, err);
+	if (res == NULL)
+		goto fail;
+	PQclear(res);
+	res = query(s,
+	    "INSERT INTO audit (actor, action, detail) VALUES ($2, "
+	    "'operator removed', $1)",
+	    2, p, err);
+	if (res == NULL)
+		goto fail;
+	PQclear(res);
+	res = NULL;
+	if (exec(s, "COMMIT", err) != 0)
+		goto fail;
+	return 0;
+fail:
+	PQclear(res);
+	rollback(s);
+	return rc ? rc : err->code;
 }
 
 int

@@ -38,6 +38,19 @@ void ferry_store_close(struct ferry_store *s);
 int ferry_store_add_operator(struct ferry_store *s,
     const struct ferry_pubkey *pk, enum ferry_role role, struct ferry_err *err);
 
+/* Lists operator keys (free with ferry_store_free_operators). */
+int ferry_store_list_operators(struct ferry_store *s,
+    Ferry__OperatorsListReply *out, struct ferry_err *err);
+void ferry_store_free_operators(Ferry__OperatorsListReply *r);
+
+/*
+ * Removes an operator key; *pk receives it (to cut its sessions off).
+ * Refuses to remove the last key with the operator role (nobody could
+ * manage the coordinator any more).
+ */
+int ferry_store_remove_operator(struct ferry_store *s, const char *key_id,
+    const char *actor, uint8_t pk[32], struct ferry_err *err);
+
 /*
  * The role of a key: operator roles from operator_keys, FERRY_ROLE_AGENT
  * for a known agent key (*agent_id, *agent_state filled; caller frees),

@@ -50,7 +50,7 @@ expect_grep "$ERR" "no agent 'nosuch'"
 
 # --- a bundle through the coordinator ------------------------------------
 for id in dev-1 staging-1 prod-1; do
-	wait_log "$FL_TMP/agent-$id.log" 'registered.*state=accepted' 30 ||
+	wait_log "$FL_TMP/agent-$id.log" 'polling for work' 30 ||
 		fail "$id did not see its acceptance"
 done
 cli dispatch --bundle "$FL_TMP/b1.fbundle" --env dev --wait=60s --json
@@ -155,7 +155,64 @@ expect_eq "$(jq -r '.agents[] | select(.id=="staging-1") | .state + "/" + (.onli
 expect_eq "$(state_sql "SELECT action FROM audit WHERE detail='staging-1' ORDER BY id DESC LIMIT 1")" \
 	"agent revoked" "the revocation is in the audit log"
 
+# --- a bundle larger than a message chunk ---------------------------------
+M=$FL_TMP/big
+cp -r "$EXAMPLES" "$M"
+mkdir "$M/20250101000000_big"
+{
+	for ((i = 0; i < 40000; i++)); do
+		printf -- '-- padding line %06d: a bundle of several chunks ..........\n' "$i"
+	done
+	echo 'CREATE TABLE big_one (id int);'
+} >"$M/20250101000000_big/migration.sql"
+"$FERRY" bundle create --migrations "$M" --project acme --parent "$FL_TMP/b1.fbundle" \
+	--key "$FL_TMP/keys/release.key" -o "$FL_TMP/big.fbundle" >/dev/null
+check "the big bundle spans several 1 MiB chunks"
+[ "$(stat -c %s "$FL_TMP/big.fbundle")" -gt 2200000 ] || fail "bundle too small"
+cli dispatch --bundle "$FL_TMP/big.fbundle" --agent dev-1 --wait=60s --json
+expect_rc 0 "a bundle fetched in chunks"
+expect_eq "$(jq -r '.work[0].outcome + " " + (.work[0].bundle_sequence|tostring)' "$OUT")" \
+	"applied 2" "big bundle applied"
+expect_eq "$(psql -X -At "$(dburl dev)" -c "SELECT count(*) FROM pg_class WHERE relname = 'big_one'")" \
+	1 "its migration ran"
+
+# --- roles -------------------------------------------------------------------
+"$FERRY" keygen --name viewer -o "$FL_TMP/keys" --no-passphrase >/dev/null
+cli operators add "$FL_TMP/keys/viewer.pub" --role read
+expect_rc 0 "add a read-only key"
+cli agents --key "$FL_TMP/keys/viewer.key"
+expect_rc 0 "a read-only key lists agents"
+cli agents accept dev-1 --key "$FL_TMP/keys/viewer.key"
+expect_rc 1 "a read-only key cannot accept"
+expect_grep "$ERR" "\(read\) may not accept"
+cli dispatch --bundle "$FL_TMP/b1.fbundle" --agent dev-1 --key "$FL_TMP/keys/viewer.key"
+expect_rc 1 "a read-only key cannot dispatch"
+cli operators add "$FL_TMP/keys/viewer.pub" --role operator --key "$FL_TMP/keys/viewer.key"
+expect_rc 1 "a read-only key cannot promote itself"
+cli operators --json
+expect_rc 0 "operators --json"
+expect_eq "$(jq -r '[.operators[].role] | join(",")' "$OUT")" "operator,read" "two operator keys"
+admin_id=$(jq -r '.operators[] | select(.role=="operator") | .key_id' "$OUT")
+viewer_id=$(jq -r '.operators[] | select(.role=="read") | .key_id' "$OUT")
+cli operators remove "$admin_id"
+expect_rc 1 "the last operator key cannot be removed"
+expect_grep "$ERR" "last key with the operator role"
+cli operators add "$FL_TMP/st-dev-1/agent.pub" --role read
+expect_rc 1 "an agent key cannot become an operator"
+expect_grep "$ERR" "belongs to an agent"
+cli operators remove "$viewer_id"
+expect_rc 0 "remove the read-only key"
+cli agents --key "$FL_TMP/keys/viewer.key"
+expect_rc 1 "a removed key can do nothing"
+expect_grep "$ERR" "\(unknown\) may not list agents"
+
 # --- usage errors ---------------------------------------------------------
+cli serve --data "$FL_TMP/elsewhere"
+expect_rc 2 "serve as root without --user"
+expect_grep "$ERR" "refusing to run as root.*--user NAME"
+cli serve --data "$FL_TMP/coord" --user nosuchuser
+expect_rc 2 "serve as a user that does not exist"
+expect_grep "$ERR" "no such user 'nosuchuser'"
 cli dispatch --bundle "$FL_TMP/b1.fbundle"
 expect_rc 2 "dispatch without targets"
 cli agents frobnicate
