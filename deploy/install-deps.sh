@@ -8,7 +8,7 @@ PKGS="build-essential gcc clang cmake make pkg-config git ca-certificates
       libpq-dev libnng-dev libprotobuf-c-dev protobuf-c-compiler
       libsodium-dev libcmocka-dev libpg-query-dev libinih-dev libjansson-dev
       libicu-dev postgresql postgresql-client util-linux procps iproute2
-      clang-format libclang-rt-14-dev"
+      clang-format libclang-rt-14-dev jq python3"
 
 missing=""
 for p in $PKGS; do
