@@ -304,13 +304,34 @@ check_reject(const uint8_t *p, size_t n, const struct ferry_chan_hdr *h,
 	}
 }
 
+/*
+ * Sends one handshake frame; ATTEMPT_OK with the answer in *msg unless it
+ * was a REJECT (whose reason decides) or there was none (retry).
+ */
+static enum attempt
+hs_exchange(struct ferry_wire_client *c, const uint8_t *frame, size_t len,
+    nng_msg **msg, struct ferry_err *e, struct ferry_err *err)
+{
+	struct ferry_chan_hdr h;
+	enum attempt a;
+
+	if (exchange(c, frame, len, c->o.call_timeout_ms, msg) != 0)
+		return ATTEMPT_RETRY;
+	if (ferry_chan_peek(nng_msg_body(*msg), nng_msg_len(*msg), &h, e) != 0)
+		return ATTEMPT_RETRY;
+	if (h.type != FERRY_CHAN_REJECT)
+		return ATTEMPT_OK;
+	a = check_reject(nng_msg_body(*msg), nng_msg_len(*msg), &h, c, err);
+	/* An unknown session during a handshake: just start over. */
+	return a == ATTEMPT_HANDSHAKE ? ATTEMPT_RETRY : a;
+}
+
 /* One handshake attempt: HS1/HS2, HS3/Welcome. */
 static enum attempt
 handshake(struct ferry_wire_client *c, struct ferry_err *err)
 {
 	struct ferry_chan_init *st = NULL;
 	struct ferry_chan *chan = NULL;
-	struct ferry_chan_hdr h;
 	struct ferry_err e = { 0 };
 	uint8_t hs1[FERRY_CHAN_HS1_LEN], hs3[FERRY_CHAN_HS3_LEN];
 	uint8_t *plain = NULL;
@@ -325,18 +346,9 @@ handshake(struct ferry_wire_client *c, struct ferry_err *err)
 	c->chan = NULL;
 	if (ferry_chan_init_start(c->o.key, c->o.pinned, &st, hs1, err) != 0)
 		return ATTEMPT_FATAL;
-	rv = exchange(c, hs1, sizeof(hs1), c->o.call_timeout_ms, &msg);
-	if (rv != 0)
+	if ((a = hs_exchange(c, hs1, sizeof(hs1), &msg, &e, err)) != ATTEMPT_OK)
 		goto out;
-	if (ferry_chan_peek(nng_msg_body(msg), nng_msg_len(msg), &h, &e) != 0)
-		goto out;
-	if (h.type == FERRY_CHAN_REJECT) {
-		a = check_reject(nng_msg_body(msg), nng_msg_len(msg), &h, c,
-		    err);
-		if (a == ATTEMPT_HANDSHAKE)
-			a = ATTEMPT_RETRY;
-		goto out;
-	}
+	a = ATTEMPT_RETRY;
 	rv = ferry_chan_init_finish(st, nng_msg_body(msg), nng_msg_len(msg),
 	    hs3, &chan, err);
 	st = NULL;
@@ -347,18 +359,9 @@ handshake(struct ferry_wire_client *c, struct ferry_err *err)
 	}
 	nng_msg_free(msg);
 	msg = NULL;
-	rv = exchange(c, hs3, sizeof(hs3), c->o.call_timeout_ms, &msg);
-	if (rv != 0)
+	if ((a = hs_exchange(c, hs3, sizeof(hs3), &msg, &e, err)) != ATTEMPT_OK)
 		goto out;
-	if (ferry_chan_peek(nng_msg_body(msg), nng_msg_len(msg), &h, &e) != 0)
-		goto out;
-	if (h.type == FERRY_CHAN_REJECT) {
-		a = check_reject(nng_msg_body(msg), nng_msg_len(msg), &h, c,
-		    err);
-		if (a == ATTEMPT_HANDSHAKE)
-			a = ATTEMPT_RETRY;
-		goto out;
-	}
+	a = ATTEMPT_RETRY;
 	plain = xmalloc(nng_msg_len(msg) + 1);
 	if (ferry_chan_open(chan, nng_msg_body(msg), nng_msg_len(msg), plain,
 	        nng_msg_len(msg), &plen, &e) != 0) {
@@ -544,4 +547,28 @@ ferry_wire_call(struct ferry_wire_client *c, enum ferry_op op,
 	}
 	free(req);
 	return rc;
+}
+
+int
+ferry_wire_call_msg(struct ferry_wire_client *c, enum ferry_op op,
+    const ProtobufCMessage *req, long wait_ms,
+    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply,
+    struct ferry_err *err)
+{
+	size_t len = protobuf_c_message_get_packed_size(req), rlen = 0;
+	uint8_t *body = xmalloc(len ? len : 1), *rep = NULL;
+	int rc;
+
+	*reply = NULL;
+	protobuf_c_message_pack(req, body);
+	rc = ferry_wire_call(c, op, body, len, wait_ms, &rep, &rlen, err);
+	free(body);
+	if (rc != 0)
+		return rc;
+	*reply = protobuf_c_message_unpack(desc, NULL, rlen, rep);
+	free(rep);
+	if (*reply == NULL)
+		return ferry_errf(err, FERRY_EOPER,
+		    "malformed reply from the coordinator");
+	return 0;
 }

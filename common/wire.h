@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <protobuf-c/protobuf-c.h>
+
 #include "err.h"
 #include "keys.h"
 
@@ -90,6 +92,15 @@ void ferry_wire_client_close(struct ferry_wire_client *c);
 int ferry_wire_call(struct ferry_wire_client *c, enum ferry_op op,
     const uint8_t *body, size_t len, long wait_ms, uint8_t **reply,
     size_t *replylen, struct ferry_err *err);
+
+/*
+ * ferry_wire_call with messages: packs req, unpacks the reply with desc
+ * (free it with protobuf_c_message_free_unpacked).
+ */
+int ferry_wire_call_msg(struct ferry_wire_client *c, enum ferry_op op,
+    const ProtobufCMessage *req, long wait_ms,
+    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply,
+    struct ferry_err *err);
 
 /* The role the coordinator gave us in its Welcome ("" before). */
 const char *ferry_wire_client_role(const struct ferry_wire_client *c);

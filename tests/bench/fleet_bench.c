@@ -126,31 +126,12 @@ count_error(void)
 	pthread_mutex_unlock(&fleet.mu);
 }
 
-/*
- * One operation: packs req, unpacks the reply with desc. Returns the
- * ferry_wire_call status.
- */
 static int
 call(struct agent *a, enum ferry_op op, const ProtobufCMessage *req,
     long wait_ms, const ProtobufCMessageDescriptor *desc,
     ProtobufCMessage **reply, struct ferry_err *err)
 {
-	size_t len = protobuf_c_message_get_packed_size(req), rlen = 0;
-	uint8_t *body = xmalloc(len ? len : 1), *rep = NULL;
-	int rc;
-
-	*reply = NULL;
-	protobuf_c_message_pack(req, body);
-	rc = ferry_wire_call(a->wc, op, body, len, wait_ms, &rep, &rlen, err);
-	free(body);
-	if (rc != 0)
-		return rc;
-	*reply = protobuf_c_message_unpack(desc, NULL, rlen, rep);
-	free(rep);
-	if (*reply == NULL)
-		return ferry_errf(err, FERRY_EOPER,
-		    "malformed reply from the coordinator");
-	return 0;
+	return ferry_wire_call_msg(a->wc, op, req, wait_ms, desc, reply, err);
 }
 
 /* REGISTER until answered; 0 with *accepted set, or a fatal status. */
