@@ -307,6 +307,21 @@ on_event(void *ctx, const struct ferry_apply_event *ev)
 	    "migration", ev->name);
 }
 
+/* The schema digest of db into the report (best effort). */
+static void
+report_digest(struct ferry_db *db, Ferry__ReportRequest *rp)
+{
+	struct ferry_err err = { 0 };
+	struct ferry_schema *sch = NULL;
+
+	if (ferry_schema_introspect(db, NULL, &sch, NULL, &err) == 0)
+		rp->schema_digest = xstrdup(ferry_schema_digest(sch));
+	else
+		ferry_log_warn("cannot compute the schema digest", "error",
+		    err.msg);
+	ferry_schema_free(sch);
+}
+
 /*
  * Verifies and applies one bundle; fills the report's outcome, detail,
  * sequence, digests and migration results.
@@ -319,7 +334,6 @@ run_apply(struct agent *a, const Ferry__WorkItem *w, Ferry__ReportRequest *rp,
 	struct ferry_approval_blob blobs[64];
 	struct ferry_bundle *b = NULL;
 	struct ferry_db *db = NULL;
-	struct ferry_schema *sch = NULL;
 	struct ferry_apply_opts ao;
 	const struct ferry_pubkey *keys;
 	uint8_t *data = NULL;
@@ -373,11 +387,7 @@ run_apply(struct agent *a, const Ferry__WorkItem *w, Ferry__ReportRequest *rp,
 	}
 	if (rc == 0) {
 		rp->outcome = applied > 0 ? "applied" : "up-to-date";
-		if (ferry_schema_introspect(db, NULL, &sch, NULL, &err) == 0)
-			rp->schema_digest = xstrdup(ferry_schema_digest(sch));
-		else
-			ferry_log_warn("cannot compute the schema digest",
-			    "error", err.msg);
+		report_digest(db, rp);
 		rp->detail = xasprintf("%d migration%s applied, bundle %llu",
 		    applied, applied == 1 ? "" : "s",
 		    (unsigned long long)rp->bundle_sequence);
@@ -390,7 +400,60 @@ run_apply(struct agent *a, const Ferry__WorkItem *w, Ferry__ReportRequest *rp,
 		memcpy(d, rp->bundle_digest.data, 32);
 		rp->bundle_digest.data = d;
 	}
-	ferry_schema_free(sch);
+	ferry_db_close(db);
+	ferry_bundle_free(b);
+	free(data);
+}
+
+/*
+ * Compares the database with a bundle, changing nothing: up-to-date, or
+ * pending with the counts of each state.
+ */
+static void
+run_status(struct agent *a, const Ferry__WorkItem *w, Ferry__ReportRequest *rp)
+{
+	struct ferry_err err = { 0 };
+	struct ferry_bundle *b = NULL;
+	struct ferry_status *st = NULL;
+	struct ferry_db *db = NULL;
+	const struct ferry_pubkey *keys;
+	uint8_t *data = NULL;
+	size_t len = 0, nkeys;
+	int rc;
+
+	rp->outcome = "refused";
+	rc = fetch_bundle(a, w, &data, &len, &err);
+	if (rc == 0) {
+		keys = ferry_agent_config_bundle_keys(a->cfg, &nkeys);
+		rc = ferry_bundle_open(data, len, keys, nkeys, &b, &err);
+	}
+	if (rc == 0) {
+		rp->outcome = "failed";
+		rp->bundle_sequence = ferry_bundle_sequence(b);
+		rc = ferry_db_open(ferry_db_pick_url(
+		                       ferry_agent_config_database_url(a->cfg)),
+		    "ferry-agent", &db, &err);
+	}
+	if (rc == 0)
+		rc = ferry_engine_status(db, ferry_bundle_migrations(b), &st,
+		    &err);
+	if (rc == 0) {
+		rp->outcome =
+		    ferry_status_up_to_date(st) ? "up-to-date" : "pending";
+		rp->detail = xasprintf("%zu applied, %zu pending, %zu failed, "
+		                       "%zu modified, %zu missing locally "
+		                       "(bundle %llu)",
+		    ferry_status_n(st, FERRY_STATE_APPLIED),
+		    ferry_status_n(st, FERRY_STATE_PENDING),
+		    ferry_status_n(st, FERRY_STATE_FAILED),
+		    ferry_status_n(st, FERRY_STATE_MODIFIED),
+		    ferry_status_n(st, FERRY_STATE_MISSING),
+		    (unsigned long long)rp->bundle_sequence);
+		report_digest(db, rp);
+	} else
+		rp->detail = xstrdup(err.msg);
+	rp->exit_code = rc;
+	ferry_status_free(st);
 	ferry_db_close(db);
 	ferry_bundle_free(b);
 	free(data);
@@ -415,6 +478,8 @@ do_work(struct agent *a, const Ferry__WorkItem *w, struct ferry_err *err)
 	rp.schema_digest = (char *)"";
 	if (strcmp(w->kind, "apply") == 0)
 		run_apply(a, w, &rp, &res);
+	else if (strcmp(w->kind, "status") == 0)
+		run_status(a, w, &rp);
 	else {
 		rp.outcome = "refused";
 		rp.detail = xasprintf("unsupported work kind '%s'", w->kind);

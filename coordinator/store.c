@@ -977,8 +977,10 @@ ferry_store_store_report(struct ferry_store *s, const char *agent_id,
 	PQclear(res);
 	res = NULL;
 	if (!*duplicate) {
+		/* "pending" is a status item's finding, not a failure. */
 		wstate = strcmp(r->outcome, "applied") == 0 ||
-		        strcmp(r->outcome, "up-to-date") == 0
+		        strcmp(r->outcome, "up-to-date") == 0 ||
+		        strcmp(r->outcome, "pending") == 0
 		    ? "done"
 		    : "failed";
 		p[0] = r->work_id;

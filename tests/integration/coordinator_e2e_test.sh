@@ -93,6 +93,13 @@ cli work --json
 expect_rc 0 "work --json"
 expect_eq "$(jq '.work | length' "$OUT")" 3 "three work items listed"
 
+# A status item changes nothing and says how the database stands.
+cli dispatch --bundle "$FL_TMP/b1.fbundle" --agent dev-1 --kind status --wait=60s --json
+expect_rc 0 "status of dev"
+expect_eq "$(jq -r '.work[0].state + " " + .work[0].outcome' "$OUT")" \
+	"done up-to-date" "dev is up to date"
+expect_grep "$OUT" "$NMIG applied, 0 pending, 0 failed"
+
 # The same bundle again: nothing to apply, reported as such.
 cli dispatch --bundle "$FL_TMP/b1.fbundle" --agent dev-1 --wait=60s --json
 expect_rc 0 "same bundle again"
@@ -169,6 +176,13 @@ mkdir "$M/20250101000000_big"
 	--key "$FL_TMP/keys/release.key" -o "$FL_TMP/big.fbundle" >/dev/null
 check "the big bundle spans several 1 MiB chunks"
 [ "$(stat -c %s "$FL_TMP/big.fbundle")" -gt 2200000 ] || fail "bundle too small"
+cli dispatch --bundle "$FL_TMP/big.fbundle" --agent dev-1 --kind status --wait=60s --json
+expect_rc 0 "status against a newer bundle"
+expect_eq "$(jq -r '.work[0].state + " " + .work[0].outcome' "$OUT")" \
+	"done pending" "one migration pending"
+expect_grep "$OUT" "$NMIG applied, 1 pending"
+expect_eq "$(psql -X -At "$(dburl dev)" -c "SELECT count(*) FROM pg_class WHERE relname = 'big_one'")" \
+	0 "status applied nothing"
 cli dispatch --bundle "$FL_TMP/big.fbundle" --agent dev-1 --wait=60s --json
 expect_rc 0 "a bundle fetched in chunks"
 expect_eq "$(jq -r '.work[0].outcome + " " + (.work[0].bundle_sequence|tostring)' "$OUT")" \
