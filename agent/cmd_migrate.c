@@ -152,24 +152,64 @@ default_migrations_dir(void)
 	return "migrations";
 }
 
-/* Reads the folder and connects. Returns 0 or an exit status. */
+/* The folder reader's tick: the server's work goes on meanwhile. */
+static void
+db_progress(void *db)
+{
+	ferry_db_progress(db);
+}
+
+static void
+fetch_progress(void *fetch)
+{
+	ferry_history_fetch_progress(fetch);
+}
+
+/*
+ * Reads the folder and connects. With fetch, also starts reading the
+ * history (after the lock, when fetch_lock_wait >= 0): the server sets up
+ * the connection and answers the queries while the folder is read.
+ * Returns 0 or an exit status.
+ */
 static int
 open_both(struct common *c, struct ferry_migrations **migs,
-    struct ferry_db **db, int need_migs)
+    struct ferry_db **db, int need_migs, struct ferry_history_fetch **fetch,
+    long fetch_lock_wait)
 {
+	struct ferry_migrations_read_opts ro;
 	struct ferry_err err;
+	int rc;
 
 	ferry_err_clear(&err);
 	*migs = NULL;
 	*db = NULL;
+	if (fetch != NULL)
+		*fetch = NULL;
 	if (c->migrations == NULL)
 		c->migrations = default_migrations_dir();
-	/* The server sets up the connection while the folder is read. */
-	if (ferry_db_start(ferry_db_pick_url(c->url), "ferry-agent", db,
-	        &err) != 0 ||
-	    (need_migs &&
-	        ferry_migrations_read_dir(c->migrations, migs, &err) != 0) ||
-	    ferry_db_finish(*db, &err) != 0) {
+	rc = ferry_db_start(ferry_db_pick_url(c->url), "ferry-agent", db, &err);
+	if (rc == 0 && need_migs) {
+		/* down.sql is for bundles only. */
+		memset(&ro, 0, sizeof(ro));
+		ro.skip_down = 1;
+		ro.tick = db_progress;
+		ro.tick_arg = *db;
+		if (fetch != NULL) {
+			*fetch =
+			    ferry_history_fetch_new(*db, fetch_lock_wait, 1);
+			ro.tick = fetch_progress;
+			ro.tick_arg = *fetch;
+		}
+		rc = ferry_migrations_read_dir_opts(c->migrations, &ro, migs,
+		    &err);
+	}
+	if (rc == 0)
+		rc = ferry_db_finish(*db, &err);
+	if (rc != 0) {
+		if (fetch != NULL) {
+			ferry_history_fetch_free(*fetch);
+			*fetch = NULL;
+		}
 		ferry_db_close(*db);
 		*db = NULL;
 		ferry_migrations_free(*migs);
@@ -181,9 +221,11 @@ open_both(struct common *c, struct ferry_migrations **migs,
 }
 
 static void
-close_both(struct ferry_migrations *migs, struct ferry_db *db)
+close_both(struct ferry_migrations *migs, struct ferry_db *db,
+    struct ferry_history_fetch *fetch)
 {
 	running_db = NULL;
+	ferry_history_fetch_free(fetch);
 	ferry_db_close(db);
 	ferry_migrations_free(migs);
 }
@@ -271,31 +313,11 @@ static int
 bundle_anchor(struct bundle_input *in, struct ferry_db *db, int dry_run,
     long lock_wait_ms, struct ferry_err *err)
 {
-	const char *project = ferry_agent_config_project(in->config);
-	const char *dir = ferry_agent_config_state_dir(in->config);
-	struct ferry_anchor file, dbs, next;
-	int rc;
-
-	/*
-	 * Under the migration lock (re-entrant: the engine takes it again),
-	 * so two agents cannot both pass the check with rival bundles.
-	 */
-	rc = dry_run ? 0 : ferry_history_lock(db, lock_wait_ms, err);
-	if (rc == 0)
-		rc = ferry_anchor_read_file(dir, project, &file, err);
-	if (rc == 0)
-		rc = ferry_anchor_read_db(db, project, &dbs, err);
-	if (rc == 0)
-		rc = ferry_anchor_check(&file, &dbs, project, in->bundle,
-		    in->accept_restored_db, &next, err);
-	if (dry_run)
-		return rc;
-	if (rc == 0)
-		rc = ferry_anchor_write_db(db, project,
-		    ferry_agent_config_name(in->config), &next, err);
-	if (rc == 0)
-		rc = ferry_anchor_write_file(dir, project, &next, err);
-	return rc;
+	return ferry_anchor_advance(db,
+	    ferry_agent_config_state_dir(in->config),
+	    ferry_agent_config_project(in->config),
+	    ferry_agent_config_name(in->config), in->bundle,
+	    in->accept_restored_db, dry_run, lock_wait_ms, err);
 }
 
 static void
@@ -411,6 +433,7 @@ cmd_apply(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ferry_shadow_report *expected_rep = NULL;
+	struct ferry_history_fetch *fetch = NULL;
 	const char *expected = NULL;
 	struct ferry_migrations *migs = NULL;
 	const struct ferry_migrations *list;
@@ -529,7 +552,11 @@ cmd_apply(int argc, char **argv)
 			c.url = ferry_agent_config_database_url(bin.config);
 		c.migrations = bin.path;
 	}
-	r = open_both(&c, &migs, &db, bin.path == NULL);
+	/* Read the history while reading the folder, unless something
+	   else must come first (the bundle's anchor, the drift check). */
+	r = open_both(&c, &migs, &db, bin.path == NULL,
+	    bin.path == NULL && expected == NULL ? &fetch : NULL,
+	    ao.dry_run ? -1 : (c.lock_wait_ms > 0 ? c.lock_wait_ms : 0));
 	if (r != 0) {
 		bundle_input_release(&bin);
 		return r;
@@ -539,7 +566,7 @@ cmd_apply(int argc, char **argv)
 		list = ferry_bundle_migrations(bin.bundle);
 		if (bundle_anchor(&bin, db, ao.dry_run, c.lock_wait_ms, &err) !=
 		    0) {
-			close_both(migs, db);
+			close_both(migs, db, NULL);
 			bundle_input_release(&bin);
 			return ferry_cli_fail(c.prog, &err);
 		}
@@ -549,7 +576,7 @@ cmd_apply(int argc, char **argv)
 		r = shadow_expect_before(c.prog, expected, db, list,
 		    &expected_rep);
 		if (r != 0) {
-			close_both(migs, db);
+			close_both(migs, db, NULL);
 			bundle_input_release(&bin);
 			return r;
 		}
@@ -561,6 +588,7 @@ cmd_apply(int argc, char **argv)
 	ctx.events = json_array();
 	ao.on_event = print_event;
 	ao.ctx = &ctx;
+	ao.fetch = fetch;
 	t0 = ferry_mono_us();
 	ferry_engine_apply(db, list, &ao, &applied, &err);
 	r = 0;
@@ -599,7 +627,7 @@ cmd_apply(int argc, char **argv)
 		        (json_int_t)ferry_bundle_sequence(bin.bundle), "digest",
 		        hex));
 	}
-	close_both(migs, db);
+	close_both(migs, db, fetch);
 	bundle_input_release(&bin);
 	if (r != 0) {
 		json_object_set_new(j, "error",
@@ -669,6 +697,7 @@ cmd_status(int argc, char **argv)
 		COMMON_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
+	struct ferry_history_fetch *fetch = NULL;
 	struct ferry_migrations *migs = NULL;
 	struct ferry_status *st = NULL;
 	struct ferry_db *db = NULL;
@@ -696,11 +725,11 @@ cmd_status(int argc, char **argv)
 	if (optind != argc)
 		return ferry_cli_usage_error(c.prog, "unexpected argument '%s'",
 		    argv[optind]);
-	r = open_both(&c, &migs, &db, 1);
+	r = open_both(&c, &migs, &db, 1, &fetch, -1);
 	if (r != 0)
 		return r;
-	if (ferry_engine_status(db, migs, &st, &err) != 0) {
-		close_both(migs, db);
+	if (ferry_engine_status_from(db, migs, fetch, &st, &err) != 0) {
+		close_both(migs, db, fetch);
 		return ferry_cli_fail(c.prog, &err);
 	}
 	arr = json_array();
@@ -769,7 +798,7 @@ cmd_status(int argc, char **argv)
 	}
 	r = ferry_status_up_to_date(st) ? 0 : FERRY_EFINDING;
 	ferry_status_free(st);
-	close_both(migs, db);
+	close_both(migs, db, fetch);
 	if (c.json)
 		ferry_cli_print_json(j);
 	else
@@ -832,7 +861,7 @@ cmd_resolve(int argc, char **argv)
 	if ((applied == NULL) == (rolled == NULL) || optind != argc)
 		return ferry_cli_usage_error(c.prog,
 		    "give exactly one of --applied NAME or --rolled-back NAME");
-	r = open_both(&c, &migs, &db, applied != NULL);
+	r = open_both(&c, &migs, &db, applied != NULL, NULL, 0);
 	if (r != 0)
 		return r;
 	if (applied != NULL)
@@ -845,7 +874,7 @@ cmd_resolve(int argc, char **argv)
 		printf("migration '%s' marked as %s\n",
 		    applied ? applied : rolled,
 		    applied ? "applied" : "rolled back");
-	close_both(migs, db);
+	close_both(migs, db, NULL);
 	return finish(&c,
 	    json_pack("{s:s, s:s}", "migration", applied ? applied : rolled,
 	        "marked", applied ? "applied" : "rolled_back"),
@@ -902,7 +931,7 @@ cmd_baseline(int argc, char **argv)
 	if (optind != argc)
 		return ferry_cli_usage_error(c.prog, "unexpected argument '%s'",
 		    argv[optind]);
-	r = open_both(&c, &migs, &db, 1);
+	r = open_both(&c, &migs, &db, 1, NULL, 0);
 	if (r != 0)
 		return r;
 	ferry_engine_baseline(db, migs, up_to, c.lock_wait_ms, &recorded, &err);
@@ -910,6 +939,6 @@ cmd_baseline(int argc, char **argv)
 		printf("recorded %d migration%s as applied without running "
 		       "them\n",
 		    recorded, recorded == 1 ? "" : "s");
-	close_both(migs, db);
+	close_both(migs, db, NULL);
 	return finish(&c, json_pack("{s:i}", "recorded", recorded), &err);
 }

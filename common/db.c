@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "buf.h"
 #include "log.h"
@@ -19,6 +20,7 @@ struct ferry_db {
 	char *schema;
 	char *schema_ident;
 	char *display;
+	int setup_pending; /* session setup not sent yet (ferry_db_finish) */
 };
 
 /* Parameters of Prisma's URLs that libpq does not know. */
@@ -278,11 +280,15 @@ static int
 connect_step(struct ferry_db *db, int until_reading, struct ferry_err *err)
 {
 	PostgresPollingStatusType st = db->poll_state;
-	long limit = connect_timeout_ms(db->conn);
-	int64_t deadline = ferry_mono_us() + limit * 1000;
+	long limit;
+	int64_t deadline;
 	struct pollfd pfd;
 	int wait;
 
+	if (st == PGRES_POLLING_OK)
+		return 0;
+	limit = connect_timeout_ms(db->conn);
+	deadline = ferry_mono_us() + limit * 1000;
 	while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED &&
 	    !(until_reading && st == PGRES_POLLING_READING)) {
 		pfd.fd = PQsocket(db->conn);
@@ -307,10 +313,89 @@ connect_step(struct ferry_db *db, int until_reading, struct ferry_err *err)
 	return 0;
 }
 
+void
+ferry_db_progress(struct ferry_db *db)
+{
+	PostgresPollingStatusType st = db->poll_state;
+	struct pollfd pfd;
+
+	while (st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING) {
+		pfd.fd = PQsocket(db->conn);
+		pfd.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+		pfd.revents = 0;
+		if (pfd.fd < 0 || poll(&pfd, 1, 0) <= 0 || pfd.revents == 0)
+			break;
+		st = PQconnectPoll(db->conn);
+	}
+	/* A failure is reported by ferry_db_finish(). */
+	db->poll_state = st;
+}
+
+/*
+ * The session setup. Prisma sets search_path to the URL's schema;
+ * migrations written for Prisma rely on it. Without the check interval, a
+ * killed client's backend runs on (holding the migration lock) until its
+ * statement ends. Returns the number of statements (1 or 2) put in sql.
+ */
+static int
+setup_sql(struct ferry_db *db, char *sql[2])
+{
+	sql[0] = xasprintf("SET search_path TO %s", db->schema_ident);
+	sql[1] = NULL;
+	if (PQserverVersion(db->conn) < 140000)
+		return 1;
+	sql[1] = xstrdup("SET client_connection_check_interval = 1000");
+	return 2;
+}
+
+/*
+ * Records a failed session setup. The connection is shut down as well:
+ * no statement may run in a session without its search_path (a migration
+ * would create its tables in the wrong schema).
+ */
+static int
+setup_failed(struct ferry_db *db, const PGresult *res, struct ferry_err *err)
+{
+	int rc = ferry_db_err(db, res, FERRY_EOPER, "cannot set up the session",
+	    err);
+
+	db->setup_pending = 0;
+	if (PQsocket(db->conn) >= 0)
+		shutdown(PQsocket(db->conn), SHUT_RDWR);
+	return rc;
+}
+
+/* Sends the session setup if ferry_db_finish() left it pending. */
+static int
+flush_setup(struct ferry_db *db, struct ferry_err *err)
+{
+	char *sql[2], *both;
+	PGresult *res;
+	int rc = 0, n;
+
+	if (!db->setup_pending)
+		return 0;
+	db->setup_pending = 0;
+	n = setup_sql(db, sql);
+	both =
+	    xasprintf("%s;%s%s", sql[0], n > 1 ? sql[1] : "", n > 1 ? ";" : "");
+	if (!PQsendQuery(db->conn, both))
+		rc = setup_failed(db, NULL, err);
+	else
+		while ((res = PQgetResult(db->conn)) != NULL) {
+			if (rc == 0 && PQresultStatus(res) != PGRES_COMMAND_OK)
+				rc = setup_failed(db, res, err);
+			PQclear(res);
+		}
+	free(both);
+	free(sql[0]);
+	free(sql[1]);
+	return rc;
+}
+
 int
 ferry_db_finish(struct ferry_db *db, struct ferry_err *err)
 {
-	struct ferry_buf setup;
 	int rc;
 
 	rc = connect_step(db, 0, err);
@@ -318,27 +403,62 @@ ferry_db_finish(struct ferry_db *db, struct ferry_err *err)
 		return rc;
 	if (PQstatus(db->conn) != CONNECTION_OK)
 		return connect_failed(db, err);
-	db->cancel = PQgetCancel(db->conn);
+	/* Finished already (ferry_history_fetch_progress does it early). */
+	if (db->schema_ident != NULL)
+		return 0;
+	if (db->cancel == NULL)
+		db->cancel = PQgetCancel(db->conn);
 	PQsetNoticeProcessor(db->conn, on_notice, NULL);
 	db->schema_ident = ferry_db_ident(db, db->schema);
 	if (db->schema_ident == NULL)
 		return ferry_errf(err, FERRY_EUSAGE,
 		    "invalid schema name in the database URL");
-	/*
-	 * Prisma sets search_path to the URL's schema; migrations written for
-	 * Prisma rely on it. Without the check interval, a killed client's
-	 * backend runs on (holding the migration lock) until its statement
-	 * ends.
-	 */
-	ferry_buf_init(&setup, 1 << 16);
-	ferry_buf_addf(&setup, "SET search_path TO %s;", db->schema_ident);
-	if (PQserverVersion(db->conn) >= 140000)
-		ferry_buf_adds(&setup,
-		    "SET client_connection_check_interval = 1000;");
-	rc = ferry_db_exec(db, ferry_buf_str(&setup),
-	    "cannot set up the session", err);
-	ferry_buf_release(&setup);
+	/* Sent with the first query: one round trip fewer. */
+	db->setup_pending = 1;
+	return 0;
+}
+
+int
+ferry_db_pipeline_begin(struct ferry_db *db, int *setup_queued)
+{
+	char *sql[2];
+	int i, n, rc = 0;
+
+	*setup_queued = 0;
+	if (!PQenterPipelineMode(db->conn))
+		return -1;
+	if (!db->setup_pending)
+		return 0;
+	/* Its own Sync: the settings stay whatever fails after them. */
+	db->setup_pending = 0;
+	n = setup_sql(db, sql);
+	for (i = 0; i < n && rc == 0; i++)
+		if (!PQsendQueryParams(db->conn, sql[i], 0, NULL, NULL, NULL,
+		        NULL, 0))
+			rc = -1;
+	if (rc == 0 && !PQpipelineSync(db->conn))
+		rc = -1;
+	free(sql[0]);
+	free(sql[1]);
+	if (rc == 0)
+		*setup_queued = n;
 	return rc;
+}
+
+int
+ferry_db_setup_check(struct ferry_db *db, const PGresult *res,
+    struct ferry_err *err)
+{
+	if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK)
+		return 0;
+	return setup_failed(db, res, err);
+}
+
+int
+ferry_db_connecting(const struct ferry_db *db)
+{
+	return db->poll_state == PGRES_POLLING_READING ||
+	    db->poll_state == PGRES_POLLING_WRITING;
 }
 
 int
@@ -349,6 +469,8 @@ ferry_db_open(const char *url, const char *app_name, struct ferry_db **out,
 
 	if (rc == 0)
 		rc = ferry_db_finish(*out, err);
+	if (rc == 0)
+		rc = flush_setup(*out, err);
 	if (rc != 0) {
 		ferry_db_close(*out);
 		*out = NULL;
@@ -374,6 +496,14 @@ ferry_db_close(struct ferry_db *db)
 PGconn *
 ferry_db_conn(struct ferry_db *db)
 {
+	struct ferry_err err;
+
+	/* A caller about to use libpq directly: the session must be set up
+	   first. On failure the connection is shut, so its next statement
+	   fails; say why. */
+	ferry_err_clear(&err);
+	if (flush_setup(db, &err) != 0)
+		ferry_log_error("cannot use the connection", "error", err.msg);
 	return db->conn;
 }
 
@@ -438,8 +568,11 @@ ferry_db_exec(struct ferry_db *db, const char *sql, const char *what,
     struct ferry_err *err)
 {
 	PGresult *res;
-	int rc = 0;
+	int rc;
 
+	rc = flush_setup(db, err);
+	if (rc != 0)
+		return rc;
 	if (!PQsendQuery(db->conn, sql))
 		return ferry_db_err(db, NULL, FERRY_EOPER, what, err);
 	while ((res = PQgetResult(db->conn)) != NULL) {
@@ -459,6 +592,8 @@ ferry_db_query(struct ferry_db *db, const char *sql, int nparams,
 	PGresult *res;
 	ExecStatusType st;
 
+	if (flush_setup(db, err) != 0)
+		return NULL;
 	res = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
 	st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {

@@ -36,17 +36,50 @@ int ferry_db_open(const char *url, const char *app_name, struct ferry_db **out,
 /*
  * The same in two steps, so that local work (reading the migrations
  * folder) overlaps the server's connection setup: start returns at once,
- * finish completes the connection (bounded by connect_timeout) and
- * prepares the session. After a failed finish, the caller closes db.
+ * finish completes the connection (bounded by connect_timeout). The
+ * session setup is then sent with the first query, whatever it is
+ * (ferry_db_exec, ferry_db_query, a pipeline, or before ferry_db_conn()
+ * returns), saving a round trip; if it fails, that query fails with
+ * "cannot set up the session: ..." and the connection is shut, so that
+ * nothing runs in a session without its search_path. After a failed
+ * finish, the caller closes db.
  */
 int ferry_db_start(const char *url, const char *app_name, struct ferry_db **out,
     struct ferry_err *err);
 int ferry_db_finish(struct ferry_db *db, struct ferry_err *err);
 
+/*
+ * Between start and finish: advances the connection as far as it can
+ * without waiting (answers the server), so that the server's part of the
+ * setup overlaps the caller's local work. Never fails; finish reports.
+ */
+void ferry_db_progress(struct ferry_db *db);
+
 /* Closes the connection and frees everything; NULL is a no-op. */
 void ferry_db_close(struct ferry_db *db);
 
+/* The libpq connection, its session set up (see ferry_db_finish). */
 PGconn *ferry_db_conn(struct ferry_db *db);
+
+/*
+ * libpq pipeline mode, for several statements in one round trip: begin
+ * enters it and, if the session setup is still pending, queues it first
+ * (1 or 2 statements, then a Sync of their own), setting *setup_queued to
+ * the number of statements, whose results then come first, each for
+ * ferry_db_setup_check(). Returns 0 or -1 (see the connection's error
+ * message).
+ */
+int ferry_db_pipeline_begin(struct ferry_db *db, int *setup_queued);
+
+/*
+ * Checks the result of a session setup statement queued by begin; on
+ * failure as in ferry_db_finish: an error, and the connection shut.
+ */
+int ferry_db_setup_check(struct ferry_db *db, const PGresult *res,
+    struct ferry_err *err);
+
+/* 1 while the connection is being set up (after start, before finish). */
+int ferry_db_connecting(const struct ferry_db *db);
 
 /* The schema holding the history table ("public" unless ?schema=). */
 const char *ferry_db_schema(const struct ferry_db *db);

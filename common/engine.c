@@ -177,16 +177,25 @@ compute_status(struct ferry_status *st, const struct ferry_migrations *migs)
 	free(matched);
 }
 
+/*
+ * Takes the lock first when lock_wait_ms >= 0 (in the same round trip),
+ * or finishes fetch, which was started with the lock wait wanted.
+ */
 static int
 load_status(struct ferry_db *db, const struct ferry_migrations *migs,
+    struct ferry_history_fetch *fetch, long lock_wait_ms,
     struct ferry_status **out, struct ferry_err *err)
 {
 	struct ferry_status *st = xcalloc(1, sizeof(*st));
 	int rc;
 
 	*out = NULL;
-	rc = ferry_history_load(db, &st->hist, &st->has_table,
-	    &st->other_tables, err);
+	if (fetch != NULL)
+		rc = ferry_history_fetch_finish(fetch, &st->hist,
+		    &st->has_table, &st->other_tables, err);
+	else
+		rc = ferry_history_lock_load(db, lock_wait_ms, &st->hist,
+		    &st->has_table, &st->other_tables, err);
 	if (rc != 0) {
 		free(st);
 		return rc;
@@ -200,7 +209,15 @@ int
 ferry_engine_status(struct ferry_db *db, const struct ferry_migrations *migs,
     struct ferry_status **out, struct ferry_err *err)
 {
-	return load_status(db, migs, out, err);
+	return load_status(db, migs, NULL, -1, out, err);
+}
+
+int
+ferry_engine_status_from(struct ferry_db *db,
+    const struct ferry_migrations *migs, struct ferry_history_fetch *fetch,
+    struct ferry_status **out, struct ferry_err *err)
+{
+	return load_status(db, migs, fetch, -1, out, err);
 }
 
 void
@@ -1083,12 +1100,11 @@ ferry_engine_apply(struct ferry_db *db, const struct ferry_migrations *migs,
 	*applied = 0;
 	table =
 	    xasprintf("%s.\"_prisma_migrations\"", ferry_db_schema_ident(db));
-	if (!opts->dry_run) {
-		rc = ferry_history_lock(db, opts->lock_wait_ms, err);
-		if (rc != 0)
-			goto out;
-	}
-	rc = load_status(db, migs, &st, err);
+	/* A dry run takes no lock. */
+	rc = load_status(db, migs, opts->fetch,
+	    opts->dry_run ? -1
+	                  : (opts->lock_wait_ms > 0 ? opts->lock_wait_ms : 0),
+	    &st, err);
 	if (rc != 0)
 		goto out;
 	if (!st->has_table && st->other_tables > 0) {
@@ -1253,7 +1269,7 @@ resolve_prepare(struct ferry_db *db, const struct ferry_migrations *migs,
 	if (rc == 0)
 		rc = ferry_history_create(db, err);
 	if (rc == 0)
-		rc = load_status(db, migs, st, err);
+		rc = load_status(db, migs, NULL, -1, st, err);
 	return rc;
 }
 
@@ -1313,9 +1329,8 @@ ferry_engine_resolve_rolled_back(struct ferry_db *db, const char *name,
 	size_t i, nrows = 0, nfailed = 0, nfinished = 0;
 	int rc;
 
-	rc = ferry_history_lock(db, lock_wait_ms, err);
-	if (rc == 0)
-		rc = load_status(db, NULL, &st, err);
+	rc = load_status(db, NULL, NULL, lock_wait_ms > 0 ? lock_wait_ms : 0,
+	    &st, err);
 	if (rc != 0)
 		goto out;
 	for (i = 0; st->has_table && i < ferry_history_count(st->hist); i++) {

@@ -47,6 +47,7 @@ struct ferry_status_entry {
 };
 
 struct ferry_status;
+struct ferry_history_fetch;
 
 /*
  * Reads the history (one query) and compares it with migs. Does not take
@@ -54,6 +55,14 @@ struct ferry_status;
  */
 int
 ferry_engine_status(struct ferry_db *db, const struct ferry_migrations *migs,
+    struct ferry_status **out, struct ferry_err *err);
+
+/*
+ * The same with the history read by fetch (history.h), started without
+ * the lock (lock_wait_ms -1) before migs were known.
+ */
+int ferry_engine_status_from(struct ferry_db *db,
+    const struct ferry_migrations *migs, struct ferry_history_fetch *fetch,
     struct ferry_status **out, struct ferry_err *err);
 void ferry_status_free(struct ferry_status *st);
 size_t ferry_status_count(const struct ferry_status *st);
@@ -104,6 +113,10 @@ struct ferry_apply_opts {
 	/* Called after each migration (may be NULL). */
 	void (*on_event)(void *ctx, const struct ferry_apply_event *ev);
 	void *ctx;
+	/* The lock and history, read ahead (history.h) while the
+	   migrations were read: started with lock_wait_ms, or -1 for a dry
+	   run. NULL: the engine reads them. The caller frees it. */
+	struct ferry_history_fetch *fetch;
 };
 
 /* Fills opts with the defaults above. */

@@ -43,11 +43,23 @@ struct ferry_history;
 
 /*
  * Reads the whole history in one query, in started_at order. Sets
- * *exists to whether the table exists (an absent table reads as empty) and
- * *other_tables to the number of other tables and views in the schema.
+ * *exists to whether the table exists (an absent table reads as empty)
+ * and, only when it does not, *other_tables to the number of other tables
+ * and views in the schema (0 when it does: counting scans pg_class).
+ * The rows' strings live as long as the history.
  */
 int ferry_history_load(struct ferry_db *db, struct ferry_history **out,
     int *exists, long *other_tables, struct ferry_err *err);
+
+/*
+ * ferry_history_lock() then ferry_history_load(), with the session setup
+ * still pending from ferry_db_finish(), the lock and the catalog probe in
+ * one round trip (a pipeline; each in a transaction of its own) and the
+ * rows in a second. lock_wait_ms < 0: no lock (status, dry runs).
+ */
+int ferry_history_lock_load(struct ferry_db *db, long lock_wait_ms,
+    struct ferry_history **out, int *exists, long *other_tables,
+    struct ferry_err *err);
 void ferry_history_free(struct ferry_history *h);
 size_t ferry_history_count(const struct ferry_history *h);
 const struct ferry_history_row *
@@ -58,6 +70,25 @@ int ferry_history_create(struct ferry_db *db, struct ferry_err *err);
 
 /* Creates the "ferry" schema and its progress table, if missing. */
 int ferry_history_create_progress(struct ferry_db *db, struct ferry_err *err);
+
+/*
+ * ferry_history_lock_load() in steps, so that the server works while the
+ * caller does (reads the migrations folder): new prepares it on a
+ * connection just started (ferry_db_start) or up; progress sends and reads
+ * whatever it can without waiting (call it every now and then); finish
+ * waits for the rest and returns what ferry_history_lock_load() would
+ * (load 0: only the lock, as ferry_history_lock(); out etc. may be NULL).
+ * Freeing it unfinished leaves the connection in the middle of a
+ * conversation: close that too.
+ */
+struct ferry_history_fetch;
+struct ferry_history_fetch *
+ferry_history_fetch_new(struct ferry_db *db, long lock_wait_ms, int load);
+void ferry_history_fetch_progress(struct ferry_history_fetch *f);
+int ferry_history_fetch_finish(struct ferry_history_fetch *f,
+    struct ferry_history **out, int *exists, long *other_tables,
+    struct ferry_err *err);
+void ferry_history_fetch_free(struct ferry_history_fetch *f);
 
 /*
  * Takes the session advisory lock, waiting at most wait_ms. On timeout the

@@ -4,13 +4,18 @@
 #include "migrations.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+/* Types and (version-suffixed) names only: ICU is loaded with dlopen. */
 #include <unicode/ucol.h>
+#include <unicode/uvernum.h>
 
 #include "buf.h"
 #include "util.h"
@@ -115,46 +120,170 @@ ferry_migrations_order_differs(const struct ferry_migrations *m, size_t i)
 }
 
 /*
- * The root collator: JavaScript's localeCompare in Node uses ICU with the
- * default locale, whose collation for these names is the root collation.
+ * Prisma's order is JavaScript's localeCompare in Node: ICU with the
+ * default locale, whose collation for folder names is the root collation.
+ *
+ * ICU (libicui18n, libicuuc, libicudata, libstdc++) costs milliseconds of
+ * symbol binding at every process start, and most folders never need it:
+ * see fast_order_holds(). So it is loaded with dlopen on first use, by the
+ * soname and the version-suffixed symbol names of the headers Ferry was
+ * built with.
  */
-static UCollator *
-open_collator(void)
+#define ICU_STR2(x) #x
+#define ICU_STR(x) ICU_STR2(x)
+#ifndef FERRY_ICU_I18N_SONAME
+#ifdef __APPLE__
+#define FERRY_ICU_I18N_SONAME \
+	"libicui18n." ICU_STR(U_ICU_VERSION_MAJOR_NUM) ".dylib"
+#else
+#define FERRY_ICU_I18N_SONAME "libicui18n.so." ICU_STR(U_ICU_VERSION_MAJOR_NUM)
+#endif
+#endif
+
+static struct {
+	UCollator *(*open)(const char *, UErrorCode *);
+	void (*close)(UCollator *);
+	UCollationResult (*strcoll_utf8)(const UCollator *, const char *,
+	    int32_t, const char *, int32_t, UErrorCode *);
+	char error[384]; /* why loading failed, "" when loaded */
+} icu;
+static pthread_once_t icu_once = PTHREAD_ONCE_INIT;
+
+/* Looks up one ICU function; ucol_open etc. are macros naming the
+   version-suffixed symbols (ucol_open_72). */
+static void *
+icu_sym(void *lib, const char *name)
+{
+	void *p = dlsym(lib, name);
+
+	if (p == NULL && icu.error[0] == '\0')
+		snprintf(icu.error, sizeof(icu.error),
+		    "cannot load ICU (needed to sort migration names as "
+		    "Prisma does): %s has no %s",
+		    FERRY_ICU_I18N_SONAME, name);
+	return p;
+}
+
+static void
+icu_load(void)
+{
+	void *lib = dlopen(FERRY_ICU_I18N_SONAME, RTLD_NOW | RTLD_LOCAL);
+
+	if (lib == NULL) {
+		const char *why = dlerror();
+		snprintf(icu.error, sizeof(icu.error),
+		    "cannot load ICU (needed to sort migration names as "
+		    "Prisma does): %s",
+		    why != NULL ? why : FERRY_ICU_I18N_SONAME);
+		return;
+	}
+	/* Never unloaded: the collator is wanted again, and ICU keeps
+	   caches that outlive a dlclose badly. */
+	icu.open = (UCollator * (*)(const char *, UErrorCode *))
+	    icu_sym(lib, ICU_STR(ucol_open));
+	icu.close = (void (*)(UCollator *))icu_sym(lib, ICU_STR(ucol_close));
+	icu.strcoll_utf8 = (UCollationResult(*)(const UCollator *, const char *,
+	    int32_t, const char *, int32_t, UErrorCode *))icu_sym(lib,
+	    ICU_STR(ucol_strcollUTF8));
+}
+
+/* Opens the root collator, loading ICU first if needed. */
+static int
+open_collator(UCollator **out, struct ferry_err *err)
 {
 	UErrorCode status = U_ZERO_ERROR;
-	UCollator *coll = ucol_open("", &status);
+	UCollator *coll;
 
+	*out = NULL;
+	pthread_once(&icu_once, icu_load);
+	if (icu.error[0] != '\0')
+		return ferry_errf(err, FERRY_EOPER, "%s", icu.error);
+	coll = icu.open("", &status);
 	/* The root collator is built into ICU's data: failure is a bug. */
 	if (U_FAILURE(status) || coll == NULL)
 		abort();
-	return coll;
+	*out = coll;
+	return 0;
 }
 
 static int
-collate(UCollator *coll, const char *a, const char *b)
+collate(void *ctx, const char *a, const char *b)
 {
 	UErrorCode status = U_ZERO_ERROR;
 	UCollationResult r;
 
-	r = ucol_strcollUTF8(coll, a, -1, b, -1, &status);
+	r = icu.strcoll_utf8(ctx, a, -1, b, -1, &status);
 	if (U_FAILURE(status) || r == UCOL_EQUAL)
 		return strcmp(a, b); /* deterministic tie-break */
 	return r == UCOL_LESS ? -1 : 1;
 }
 
-int
-ferry_migration_name_cmp(const char *a, const char *b)
+static int
+bytes_cmp(void *ctx, const char *a, const char *b)
 {
-	UCollator *coll = open_collator();
-	int r = collate(coll, a, b);
+	(void)ctx;
+	return strcmp(a, b);
+}
 
-	ucol_close(coll);
-	return r;
+/* Length of the timestamp prefix of Prisma's folder names. */
+#define STAMP_LEN 14
+
+/* 1 if name starts with 14 ASCII digits and '_' (Prisma's own names). */
+static int
+has_stamp(const char *name)
+{
+	int i;
+
+	for (i = 0; i < STAMP_LEN; i++)
+		if (name[i] < '0' || name[i] > '9')
+			return 0;
+	return name[STAMP_LEN] == '_';
+}
+
+/*
+ * 1 if names a and b compare the same under the root collation and in
+ * byte order, because both start with a 14-digit stamp and '_' and the
+ * stamps differ: the root collation compares primary weights first, the
+ * first 14 of each name are digits (one primary weight each, in digit
+ * order, as in ASCII), and the first difference falls among them.
+ */
+static int
+stamps_differ(const char *a, const char *b)
+{
+	return has_stamp(a) && has_stamp(b) && memcmp(a, b, STAMP_LEN) != 0;
+}
+
+int
+ferry_migration_name_collate(const char *a, const char *b, int *cmp,
+    struct ferry_err *err)
+{
+	UCollator *coll;
+	int rc;
+
+	*cmp = 0;
+	rc = open_collator(&coll, err);
+	if (rc != 0)
+		return rc;
+	*cmp = collate(coll, a, b);
+	icu.close(coll);
+	return 0;
+}
+
+int
+ferry_migration_name_cmp(const char *a, const char *b, int *cmp,
+    struct ferry_err *err)
+{
+	if (stamps_differ(a, b)) {
+		*cmp = strcmp(a, b);
+		return 0;
+	}
+	return ferry_migration_name_collate(a, b, cmp, err);
 }
 
 /* A stable merge sort: qsort() has no context argument for the collator. */
 static void
-sort_items(struct ferry_migration *items, size_t n, UCollator *coll,
+sort_items(struct ferry_migration *items, size_t n,
+    int (*cmp)(void *, const char *, const char *), void *ctx,
     struct ferry_migration *tmp)
 {
 	size_t mid, i, j, k;
@@ -162,13 +291,17 @@ sort_items(struct ferry_migration *items, size_t n, UCollator *coll,
 	if (n < 2)
 		return;
 	mid = n / 2;
-	sort_items(items, mid, coll, tmp);
-	sort_items(items + mid, n - mid, coll, tmp);
+	sort_items(items, mid, cmp, ctx, tmp);
+	sort_items(items + mid, n - mid, cmp, ctx, tmp);
+	/* Already in order (the common case for readdir of a
+	   timestamped folder is not, but halves often are): no merge. */
+	if (cmp(ctx, items[mid].name, items[mid - 1].name) >= 0)
+		return;
 	i = 0;
 	j = mid;
 	k = 0;
 	while (i < mid && j < n) {
-		if (collate(coll, items[j].name, items[i].name) < 0)
+		if (cmp(ctx, items[j].name, items[i].name) < 0)
 			tmp[k++] = items[j++];
 		else
 			tmp[k++] = items[i++];
@@ -180,19 +313,47 @@ sort_items(struct ferry_migration *items, size_t n, UCollator *coll,
 	memcpy(items, tmp, n * sizeof(*items));
 }
 
-void
-ferry_migrations_sort(struct ferry_migrations *m)
+/*
+ * Byte order is Prisma's order when every name has a 14-digit stamp and
+ * no two stamps are equal (see stamps_differ()). Sorts m by bytes and
+ * returns 1 if that holds, else 0 (m is then sorted by bytes, which the
+ * collator's stable sort does not mind).
+ */
+static int
+fast_order_holds(struct ferry_migrations *m, struct ferry_migration *tmp)
+{
+	size_t i;
+
+	for (i = 0; i < m->n; i++)
+		if (!has_stamp(m->items[i].name))
+			return 0;
+	sort_items(m->items, m->n, bytes_cmp, NULL, tmp);
+	for (i = 0; i + 1 < m->n; i++)
+		if (memcmp(m->items[i].name, m->items[i + 1].name, STAMP_LEN) ==
+		    0)
+			return 0;
+	return 1;
+}
+
+int
+ferry_migrations_sort(struct ferry_migrations *m, struct ferry_err *err)
 {
 	struct ferry_migration *tmp;
-	UCollator *coll;
+	UCollator *coll = NULL;
+	int rc = 0;
 
 	if (m->n < 2)
-		return;
-	coll = open_collator();
+		return 0;
 	tmp = xmalloc(m->n * sizeof(*tmp));
-	sort_items(m->items, m->n, coll, tmp);
+	if (!fast_order_holds(m, tmp)) {
+		rc = open_collator(&coll, err);
+		if (rc == 0)
+			sort_items(m->items, m->n, collate, coll, tmp);
+	}
 	free(tmp);
-	ucol_close(coll);
+	if (coll != NULL)
+		icu.close(coll);
+	return rc;
 }
 
 /* Skips spaces and tabs. */
@@ -302,17 +463,28 @@ ferry_lockfile_check(const char *text, size_t len, const char *path,
 }
 
 static int
-check_lockfile(const char *dir, struct ferry_err *err)
+check_lockfile(int dfd, const char *dir, struct ferry_err *err)
 {
 	struct ferry_buf b;
 	char *path = xasprintf("%s/migration_lock.toml", dir);
 	struct stat st;
-	int rc = 0;
+	int fd, rc = 0;
 
 	ferry_buf_init(&b, FERRY_LOCKFILE_MAX_BYTES);
-	if (lstat(path, &st) != 0 && errno == ENOENT)
-		goto out; /* optional, as in Prisma */
-	rc = ferry_buf_read_file(&b, path, err);
+	fd = openat(dfd, "migration_lock.toml", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int open_errno = errno;
+		/* Optional, as in Prisma; a dangling symlink is an error. */
+		if (open_errno == ENOENT &&
+		    fstatat(dfd, "migration_lock.toml", &st,
+		        AT_SYMLINK_NOFOLLOW) != 0 &&
+		    errno == ENOENT)
+			goto out;
+		rc = ferry_errf_errno(err, FERRY_EOPER, open_errno,
+		    "cannot open '%s'", path);
+		goto out;
+	}
+	rc = ferry_buf_read_fd(&b, fd, path, err);
 	if (rc == 0)
 		rc = ferry_lockfile_check(ferry_buf_str(&b), ferry_buf_len(&b),
 		    path, err);
@@ -323,26 +495,29 @@ out:
 }
 
 /*
- * Reads dir/name/file into *out. Returns 0, 1 if the file does not exist,
- * or an error.
+ * Reads one file of a migration folder. path holds "DIR/NAME/FILE" (for
+ * messages) and rel points at its "NAME/FILE" part, opened relative to the
+ * folder's descriptor dfd (a shorter path walk than from the root).
+ * Returns 0, 1 if the file does not exist, or an error.
  */
 static int
-read_member(const char *dir, const char *name, const char *file, int optional,
+read_member(int dfd, const char *path, const char *rel, int optional,
     char **out, size_t *len, struct ferry_err *err)
 {
 	struct ferry_buf b;
-	char *path = xasprintf("%s/%s/%s", dir, name, file);
 	struct stat st;
 	int fd, rc;
 
 	ferry_buf_init(&b, FERRY_MIGRATION_MAX_BYTES);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = openat(dfd, rel, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int open_errno = errno;
 		/* Missing is an answer; a dangling symlink is an error,
 		   except for an optional file (one stat fewer per folder). */
 		if (open_errno == ENOENT &&
-		    (optional || (lstat(path, &st) != 0 && errno == ENOENT)))
+		    (optional ||
+		        (fstatat(dfd, rel, &st, AT_SYMLINK_NOFOLLOW) != 0 &&
+		            errno == ENOENT)))
 			rc = 1;
 		else
 			rc = ferry_errf_errno(err, FERRY_EOPER, open_errno,
@@ -354,23 +529,29 @@ read_member(const char *dir, const char *name, const char *file, int optional,
 		*out = ferry_buf_detach(&b, len);
 out:
 	ferry_buf_release(&b);
-	free(path);
 	return rc;
 }
 
-int
-ferry_migrations_read_dir(const char *dir, struct ferry_migrations **out,
-    struct ferry_err *err)
+/* Opens the migrations folder, or explains why it cannot. */
+static int
+open_folder(const char *dir, DIR **out, struct ferry_err *err)
 {
-	struct ferry_migrations *m = NULL;
-	DIR *d = NULL;
-	struct dirent *de;
 	struct stat st;
-	char *sql = NULL, *down = NULL;
-	size_t sql_len = 0, down_len = 0;
-	int rc = 0, r;
+	int fd, open_errno;
 
 	*out = NULL;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		*out = fdopendir(fd);
+		if (*out != NULL)
+			return 0;
+		open_errno = errno;
+		close(fd);
+		return ferry_errf_errno(err, FERRY_EOPER, open_errno,
+		    "cannot read migrations directory '%s'", dir);
+	}
+	open_errno = errno;
+	/* The cause, as stat() tells it (the failure path only). */
 	if (stat(dir, &st) != 0) {
 		if (errno == ENOENT)
 			return ferry_errf(err, FERRY_EUSAGE,
@@ -382,13 +563,39 @@ ferry_migrations_read_dir(const char *dir, struct ferry_migrations **out,
 		return ferry_errf(err, FERRY_EUSAGE,
 		    "'%s' is not a directory (expected a migrations folder)",
 		    dir);
-	d = opendir(dir);
-	if (d == NULL)
-		return ferry_errf_errno(err, FERRY_EOPER, errno,
-		    "cannot read migrations directory '%s'", dir);
-	rc = check_lockfile(dir, err);
+	return ferry_errf_errno(err, FERRY_EOPER, open_errno,
+	    "cannot read migrations directory '%s'", dir);
+}
+
+int
+ferry_migrations_read_dir_opts(const char *dir,
+    const struct ferry_migrations_read_opts *opts,
+    struct ferry_migrations **out, struct ferry_err *err)
+{
+	static const struct ferry_migrations_read_opts defaults;
+	struct ferry_migrations *m = NULL;
+	DIR *d = NULL;
+	struct dirent *de;
+	struct stat st;
+	char *sql = NULL, *down = NULL, *path = NULL;
+	size_t sql_len = 0, down_len = 0, dirlen = strlen(dir), namelen;
+	int rc = 0, r, dfd;
+
+	*out = NULL;
+	if (opts == NULL)
+		opts = &defaults;
+	rc = open_folder(dir, &d, err);
+	if (rc != 0)
+		return rc;
+	dfd = dirfd(d);
+	rc = check_lockfile(dfd, dir, err);
 	if (rc != 0)
 		goto out;
+	/* "DIR/NAME/migration.sql", built in place for each folder. */
+	path =
+	    xmalloc(dirlen + 1 + sizeof(de->d_name) + sizeof("/migration.sql"));
+	memcpy(path, dir, dirlen);
+	path[dirlen] = '/';
 	m = ferry_migrations_new();
 	for (;;) {
 		errno = 0;
@@ -403,16 +610,19 @@ ferry_migrations_read_dir(const char *dir, struct ferry_migrations **out,
 		if (de->d_type != DT_UNKNOWN && de->d_type != DT_DIR)
 			continue;
 		if (de->d_type == DT_UNKNOWN &&
-		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) !=
-		        0) {
+		    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 			rc = ferry_errf_errno(err, FERRY_EOPER, errno,
 			    "cannot access '%s/%s'", dir, de->d_name);
 			goto out;
 		}
 		if (de->d_type == DT_UNKNOWN && !S_ISDIR(st.st_mode))
 			continue;
-		r = read_member(dir, de->d_name, "migration.sql", 0, &sql,
-		    &sql_len, err);
+		namelen = strlen(de->d_name);
+		memcpy(path + dirlen + 1, de->d_name, namelen);
+		memcpy(path + dirlen + 1 + namelen, "/migration.sql",
+		    sizeof("/migration.sql"));
+		r = read_member(dfd, path, path + dirlen + 1, 0, &sql, &sql_len,
+		    err);
 		if (r == 1) {
 			rc = ferry_errf(err, FERRY_EUSAGE,
 			    "migration folder '%s/%s' has no migration.sql",
@@ -423,16 +633,22 @@ ferry_migrations_read_dir(const char *dir, struct ferry_migrations **out,
 			rc = r;
 			goto out;
 		}
-		r = read_member(dir, de->d_name, "down.sql", 1, &down,
-		    &down_len, err);
-		if (r != 0 && r != 1) {
-			rc = r;
-			goto out;
+		if (!opts->skip_down) {
+			memcpy(path + dirlen + 1 + namelen, "/down.sql",
+			    sizeof("/down.sql"));
+			r = read_member(dfd, path, path + dirlen + 1, 1, &down,
+			    &down_len, err);
+			if (r != 0 && r != 1) {
+				rc = r;
+				goto out;
+			}
 		}
 		append_owned(m, xstrdup(de->d_name), sql, sql_len, down,
 		    down_len);
 		sql = down = NULL;
 		down_len = 0;
+		if (opts->tick != NULL && m->n % 32 == 0)
+			opts->tick(opts->tick_arg);
 	}
 	if (errno != 0) {
 		rc = ferry_errf_errno(err, FERRY_EOPER, errno,
@@ -446,15 +662,25 @@ ferry_migrations_read_dir(const char *dir, struct ferry_migrations **out,
 		    dir);
 		goto out;
 	}
-	ferry_migrations_sort(m);
+	rc = ferry_migrations_sort(m, err);
+	if (rc != 0)
+		goto out;
 	*out = m;
 	m = NULL;
 out:
 	free(sql);
 	free(down);
+	free(path);
 	ferry_migrations_free(m);
 	closedir(d);
 	return rc;
+}
+
+int
+ferry_migrations_read_dir(const char *dir, struct ferry_migrations **out,
+    struct ferry_err *err)
+{
+	return ferry_migrations_read_dir_opts(dir, NULL, out, err);
 }
 
 /* The three line-ending forms Prisma accepts, of text. */

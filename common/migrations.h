@@ -9,7 +9,10 @@
  *
  * Order is Prisma's: JavaScript localeCompare on the whole folder name,
  * i.e. ICU root collation, with byte order only as a tie-break. Names are
- * never parsed as timestamps.
+ * never parsed as timestamps. When every name starts with a distinct
+ * 14-digit stamp and '_' (as Prisma names them), byte order is the same
+ * order, and ICU is not even loaded; otherwise it is loaded (dlopen) on
+ * first use, and a failure to load it is an error (FERRY_EOPER).
  *
  * A struct ferry_migration is a plain record (name, SQL, checksum) that the
  * reader, bundles and the engine all pass around, so its fields are public
@@ -51,8 +54,11 @@ void ferry_migrations_free(struct ferry_migrations *m);
 void ferry_migrations_add(struct ferry_migrations *m, const char *name,
     const char *sql, size_t sql_len, const char *down, size_t down_len);
 
-/* Sorts the list into Prisma's order. */
-void ferry_migrations_sort(struct ferry_migrations *m);
+/*
+ * Sorts the list into Prisma's order. Fails (FERRY_EOPER, list in some
+ * order) only when the names need ICU and it cannot be loaded.
+ */
+int ferry_migrations_sort(struct ferry_migrations *m, struct ferry_err *err);
 
 size_t ferry_migrations_count(const struct ferry_migrations *m);
 const struct ferry_migration *
@@ -68,8 +74,19 @@ ferry_migrations_find(const struct ferry_migrations *m, const char *name);
  */
 int ferry_migrations_order_differs(const struct ferry_migrations *m, size_t i);
 
-/* Compares two folder names in Prisma's order (<0, 0, >0). */
-int ferry_migration_name_cmp(const char *a, const char *b);
+/*
+ * Compares two folder names in Prisma's order into *cmp (<0, 0, >0).
+ * Returns 0, or FERRY_EOPER when ICU is needed and cannot be loaded.
+ */
+int ferry_migration_name_cmp(const char *a, const char *b, int *cmp,
+    struct ferry_err *err);
+
+/*
+ * The same, always with ICU's root collation (no byte-order shortcut):
+ * the reference the shortcut is tested against.
+ */
+int ferry_migration_name_collate(const char *a, const char *b, int *cmp,
+    struct ferry_err *err);
 
 /*
  * Reads the migrations folder at dir into *out, in Prisma's order. Checks
@@ -78,6 +95,22 @@ int ferry_migration_name_cmp(const char *a, const char *b);
  */
 int ferry_migrations_read_dir(const char *dir, struct ferry_migrations **out,
     struct ferry_err *err);
+
+/* Options of ferry_migrations_read_dir_opts(). */
+struct ferry_migrations_read_opts {
+	/* Do not read down.sql (down_sql stays NULL): for apply and status,
+	   which never run it; only bundles carry it. */
+	int skip_down;
+	/* Called every few migrations while reading, if not NULL: lets a
+	   caller advance other work without threads (ferry_db_progress). */
+	void (*tick)(void *arg);
+	void *tick_arg;
+};
+
+/* ferry_migrations_read_dir() with options (opts may be NULL). */
+int ferry_migrations_read_dir_opts(const char *dir,
+    const struct ferry_migrations_read_opts *opts,
+    struct ferry_migrations **out, struct ferry_err *err);
 
 /*
  * Parses the text of a migration_lock.toml (path is only used in messages)

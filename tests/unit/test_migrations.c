@@ -148,8 +148,11 @@ test_prisma_order(void **state)
 		20, 13, 4, 21, 7, 15, 10, 8, 18, 12, 16 };
 	const char *dir = *state;
 	struct ferry_migrations *m;
+	struct ferry_err err;
 	size_t i;
+	int cmp;
 
+	ferry_err_clear(&err);
 	for (i = 0; i < FERRY_NELEM(create); i++)
 		add_migration(dir, expected[create[i]], "SELECT 1;\n");
 	m = read_ok(dir);
@@ -166,8 +169,10 @@ test_prisma_order(void **state)
 	assert_false(ferry_migrations_order_differs(m, 22)); /* last */
 	ferry_migrations_free(m);
 
-	assert_true(ferry_migration_name_cmp("20230518_init",
-	                "20230518120000_users") < 0);
+	assert_int_equal(ferry_migration_name_cmp("20230518_init",
+	                     "20230518120000_users", &cmp, &err),
+	    0);
+	assert_true(cmp < 0);
 	assert_true(strcmp("20230518_init", "20230518120000_users") > 0);
 }
 
@@ -453,14 +458,16 @@ static void
 test_list_built_in_memory(void **state)
 {
 	struct ferry_migrations *m = ferry_migrations_new();
+	struct ferry_err err;
 
 	(void)state;
+	ferry_err_clear(&err);
 	ferry_migrations_add(m, "b", "SELECT 1;\n", 10, NULL, 0);
 	ferry_migrations_add(m, "a", "", 0, "DROP TABLE x;", 13);
 	/* Insertion order is kept until sorted. */
 	assert_string_equal(ferry_migrations_get(m, 0)->name, "b");
 	assert_string_equal(ferry_migrations_get(m, 0)->checksum, LF_SUM);
-	ferry_migrations_sort(m);
+	assert_int_equal(ferry_migrations_sort(m, &err), 0);
 	assert_string_equal(ferry_migrations_get(m, 0)->name, "a");
 	assert_string_equal(ferry_migrations_get(m, 0)->checksum, EMPTY_SUM);
 	assert_string_equal(ferry_migrations_get(m, 0)->down_sql,
@@ -470,10 +477,153 @@ test_list_built_in_memory(void **state)
 	ferry_migrations_free(NULL);
 }
 
+/* 1 if ICU's collation library is mapped into this process. */
+static int
+icu_loaded(void)
+{
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "r");
+	int found = 0;
+
+	if (f == NULL)
+		return -1;
+	while (!found && fgets(line, sizeof(line), f) != NULL)
+		found = strstr(line, "libicui18n") != NULL;
+	fclose(f);
+	return found;
+}
+
+/* Folder names as Prisma makes them, with suffixes that ICU and byte
+   order sort differently (case, accents, punctuation, spaces). */
+static struct ferry_migrations *
+stamped_names(size_t n)
+{
+	static const char *const tails[] = { "", "a", "A", "_", "-", " ", ".",
+		"a_b", "A_b", "a-b", "ab", "Ab", "\u00e9clair", "eclair",
+		"\u00c9clair", "z", "Z", "0", "9", "\u00df", "\u65e5\u672c",
+		"add users", "add_users", "add-users", "Add_Users", "init2" };
+	struct ferry_migrations *m = ferry_migrations_new();
+	unsigned long x = 12345;
+	char name[64], stamp[15];
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		/* Distinct stamps (i is part of them), in scrambled order,
+		   sharing long prefixes so that late digits decide. */
+		x = x * 1103515245 + 12345;
+		snprintf(stamp, sizeof(stamp), "2024%02lu%04zu%04lu",
+		    (x >> 8) % 3, i, (x >> 12) % 10000);
+		j = (size_t)((x >> 16) % FERRY_NELEM(tails));
+		snprintf(name, sizeof(name), "%s_%s", stamp, tails[j]);
+		ferry_migrations_add(m, name, "SELECT 1;\n", 10, NULL, 0);
+	}
+	return m;
+}
+
+/*
+ * One check in a process of its own (this one has loaded ICU): run as
+ * "test_migrations --icu-child N". Exits 0 if it holds.
+ */
+static int
+icu_child(int which)
+{
+	struct ferry_migrations *c = NULL;
+	struct ferry_err err;
+	int cmp, rc = 0;
+
+	ferry_err_clear(&err);
+	if (icu_loaded() != 0)
+		return 10;
+	if (which == 0) {
+		/* Prisma's names: no ICU. */
+		c = stamped_names(400);
+		if (ferry_migrations_sort(c, &err) != 0 ||
+		    ferry_migration_name_cmp("20240101000000_b",
+		        "20240101000001_A", &cmp, &err) != 0 ||
+		    cmp >= 0)
+			rc = 11;
+		else if (icu_loaded() != 0)
+			rc = 12;
+		goto out;
+	}
+	/* Two stamps alike, or a name without a stamp: ICU, whose order is
+	   not byte order for these. */
+	c = ferry_migrations_new();
+	ferry_migrations_add(c,
+	    which == 1 ? "20240101000000_A_b" : "20230518120000_users", "", 0,
+	    NULL, 0);
+	ferry_migrations_add(c,
+	    which == 1 ? "20240101000000_a_b" : "20230518_init", "", 0, NULL,
+	    0);
+	ferry_migrations_add(c, "20240102000000_x", "", 0, NULL, 0);
+	if (ferry_migrations_sort(c, &err) != 0)
+		rc = 13;
+	else if (strcmp(ferry_migrations_get(c, 0)->name,
+	             which == 1 ? "20240101000000_a_b" : "20230518_init") != 0)
+		rc = 14;
+	else if (icu_loaded() != 1)
+		rc = 15;
+out:
+	ferry_migrations_free(c);
+	return rc;
+}
+
+/*
+ * Names starting with distinct 14-digit stamps sort by bytes, without
+ * ICU, and that is ICU's order; other names still go through ICU.
+ */
+static void
+test_stamped_names_skip_icu(void **state)
+{
+	struct ferry_migrations *m;
+	struct ferry_err err;
+	char arg[8];
+	pid_t pid;
+	size_t i;
+	int status, cmp, child;
+
+	(void)state;
+	if (icu_loaded() < 0)
+		skip();
+	for (child = 0; child < 3; child++) {
+		snprintf(arg, sizeof(arg), "%d", child);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			execl("/proc/self/exe", "test_migrations",
+			    "--icu-child", arg, (char *)NULL);
+			_exit(127);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status));
+		if (WEXITSTATUS(status) != 0)
+			fail_msg("check %d failed: exit status %d", child,
+			    WEXITSTATUS(status));
+	}
+
+	/* The byte order found is ICU's: each pair in order by ICU. */
+	m = stamped_names(400);
+	ferry_err_clear(&err);
+	assert_int_equal(ferry_migrations_sort(m, &err), 0);
+	assert_int_equal(ferry_migrations_count(m), 400);
+	for (i = 0; i + 1 < ferry_migrations_count(m); i++) {
+		const char *a = ferry_migrations_get(m, i)->name;
+		const char *b = ferry_migrations_get(m, i + 1)->name;
+
+		assert_int_equal(ferry_migration_name_collate(a, b, &cmp, &err),
+		    0);
+		if (cmp >= 0)
+			fail_msg("'%s' sorted before '%s', ICU says after", a,
+			    b);
+		assert_false(ferry_migrations_order_differs(m, i));
+	}
+	ferry_migrations_free(m);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
-main(void)
+main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_prisma_order),
@@ -488,9 +638,12 @@ main(void)
 		T(test_lock_file_variants),
 		cmocka_unit_test(test_lockfile_parser),
 		cmocka_unit_test(test_list_built_in_memory),
+		cmocka_unit_test(test_stamped_names_skip_icu),
 	};
 
 	if (ferry_crypto_init() != 0)
 		return 1;
+	if (argc == 3 && strcmp(argv[1], "--icu-child") == 0)
+		return icu_child(argv[2][0] - '0');
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
