@@ -32,8 +32,9 @@ fmt_time(int64_t ms, char *buf, size_t n)
 
 static const char agents_usage[] =
     "usage: ferry agents [list] [--json] [connection options]\n"
-    "       ferry agents accept|reject|revoke AGENT_ID [connection "
+    "       ferry agents accept|reject|revoke AGENT_ID... [connection "
     "options]\n"
+    "       ferry agents accept --all-pending [--env ENV]\n"
     "\n"
     "Lists the agents the coordinator knows, or changes the state of one.\n"
     "A new agent key is pending until an operator accepts it; pending,\n"
@@ -127,11 +128,43 @@ agents_action(struct client *cl, const char *verb, const char *id,
 	return 0;
 }
 
+/*
+ * Accepts every pending agent (of env, when given) in one session.
+ * Returns 0, or the first error.
+ */
+static int
+accept_pending(struct client *cl, const char *env, struct ferry_err *err)
+{
+	Ferry__AgentsListRequest rq = FERRY__AGENTS_LIST_REQUEST__INIT;
+	Ferry__AgentsListReply *r = NULL;
+	size_t i, n = 0;
+	int rc = 0;
+
+	if (client_call(cl, FERRY_OP_AGENTS_LIST, &rq.base,
+	        &ferry__agents_list_reply__descriptor, (ProtobufCMessage **)&r,
+	        err) != 0)
+		return err->code;
+	for (i = 0; i < r->n_agents && rc == 0; i++) {
+		Ferry__AgentInfo *a = r->agents[i];
+		if (strcmp(a->state, "pending") != 0 ||
+		    (env != NULL && strcmp(a->environment, env) != 0))
+			continue;
+		rc = agents_action(cl, "accept", a->agent_id, err);
+		n += rc == 0;
+	}
+	ferry__agents_list_reply__free_unpacked(r, NULL);
+	if (rc == 0)
+		printf("%zu pending agent%s accepted\n", n, n == 1 ? "" : "s");
+	return rc;
+}
+
 int
 cmd_agents(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "all-pending", no_argument, NULL, 'p' },
+		{ "env", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		CLIENT_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
@@ -140,8 +173,8 @@ cmd_agents(int argc, char **argv)
 	struct client_opts co = { 0 };
 	struct client *cl = NULL;
 	struct ferry_err err;
-	const char *verb = "list";
-	int json = 0, c, rc;
+	const char *verb = "list", *env = NULL;
+	int json = 0, all_pending = 0, c, rc = 0, i;
 
 	ferry_err_clear(&err);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -150,6 +183,12 @@ cmd_agents(int argc, char **argv)
 		switch (c) {
 		case 'j':
 			json = 1;
+			break;
+		case 'p':
+			all_pending = 1;
+			break;
+		case 'e':
+			env = optarg;
 			break;
 		case 'h':
 			fputs(agents_usage, stdout);
@@ -161,23 +200,31 @@ cmd_agents(int argc, char **argv)
 	if (optind < argc)
 		verb = argv[optind++];
 	if (strcmp(verb, "list") == 0) {
+		if (optind != argc || all_pending || env != NULL)
+			return ferry_cli_usage_error(prog,
+			    "list takes no argument but --json");
+	} else if (strcmp(verb, "accept") == 0 && all_pending) {
 		if (optind != argc)
 			return ferry_cli_usage_error(prog,
-			    "unexpected argument '%s'", argv[optind]);
+			    "accept --all-pending takes no AGENT_ID");
 	} else if (strcmp(verb, "accept") == 0 || strcmp(verb, "reject") == 0 ||
 	    strcmp(verb, "revoke") == 0) {
-		if (optind + 1 != argc)
+		if (optind == argc || all_pending || env != NULL)
 			return ferry_cli_usage_error(prog,
-			    "'%s' takes exactly one AGENT_ID", verb);
+			    "'%s' takes one or more AGENT_IDs", verb);
 	} else
 		return ferry_cli_usage_error(prog,
 		    "unknown subcommand '%s' (list, accept, reject, revoke)",
 		    verb);
 	if (client_open(&co, &cl, &err) != 0)
 		return ferry_cli_fail(prog, &err);
-	rc = strcmp(verb, "list") == 0
-	    ? agents_list(cl, json, &err)
-	    : agents_action(cl, verb, argv[optind], &err);
+	if (strcmp(verb, "list") == 0)
+		rc = agents_list(cl, json, &err);
+	else if (all_pending)
+		rc = accept_pending(cl, env, &err);
+	else
+		for (i = optind; i < argc && rc == 0; i++)
+			rc = agents_action(cl, verb, argv[i], &err);
 	client_close(cl);
 	if (rc != 0)
 		return ferry_cli_fail(prog, &err);

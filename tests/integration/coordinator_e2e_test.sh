@@ -40,10 +40,14 @@ expect_grep "$FL_TMP/agent-dev-1.log" "is pending: an operator must run"
 expect_eq "$(state_sql 'SELECT count(*) FROM work_items')" 0 \
 	"no work item for pending agents"
 
-for id in dev-1 staging-1 prod-1; do
-	cli agents accept "$id"
-	expect_rc 0 "accept $id"
-done
+cli agents accept --all-pending --env dev
+expect_rc 0 "accept the pending agents of dev"
+expect_grep "$OUT" "^1 pending agent accepted"
+cli agents --json
+expect_eq "$(jq -r '[.agents[].state] | join(",")' "$OUT")" \
+	"accepted,pending,pending" "only dev's agent accepted"
+cli agents accept staging-1 prod-1
+expect_rc 0 "accept two agents at once"
 cli agents accept nosuch
 expect_rc 1 "accept an unknown agent"
 expect_grep "$ERR" "no agent 'nosuch'"
