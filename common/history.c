@@ -799,6 +799,16 @@ ferry_history_lock(struct ferry_db *db, long wait_ms, struct ferry_err *err)
 	return rc;
 }
 
+int
+ferry_history_unlock(struct ferry_db *db, struct ferry_err *err)
+{
+	char sql[64];
+
+	snprintf(sql, sizeof(sql), "SELECT pg_advisory_unlock(%d)",
+	    FERRY_ADVISORY_LOCK_KEY);
+	return ferry_db_exec(db, sql, "cannot release the migration lock", err);
+}
+
 void
 ferry_uuid_v4(char out[37])
 {

@@ -97,6 +97,9 @@ void ferry_history_fetch_free(struct ferry_history_fetch *f);
 int
 ferry_history_lock(struct ferry_db *db, long wait_ms, struct ferry_err *err);
 
+/* Releases the migration lock (for a connection that lives on). */
+int ferry_history_unlock(struct ferry_db *db, struct ferry_err *err);
+
 /* Writes a new random UUID v4 (36 characters + NUL). */
 void ferry_uuid_v4(char out[37]);
 

@@ -86,6 +86,7 @@ struct ferry_wire_client {
 	char role[16];
 	uint32_t poll_hold;
 	unsigned handshakes;
+	uint8_t last_reject; /* reason of the last REJECT, for messages */
 };
 
 static void
@@ -290,6 +291,7 @@ check_reject(const uint8_t *p, size_t n, const struct ferry_chan_hdr *h,
 	uint8_t why = n > FERRY_CHAN_HDR_LEN ? p[FERRY_CHAN_HDR_LEN] : 0;
 
 	(void)h;
+	c->last_reject = why;
 	switch (why) {
 	case FERRY_CHAN_REJECT_UNKNOWN_SESSION:
 		return ATTEMPT_HANDSHAKE;
@@ -496,6 +498,7 @@ ferry_wire_call(struct ferry_wire_client *c, enum ferry_op op,
 
 	*reply = NULL;
 	*replylen = 0;
+	c->last_reject = 0;
 	rq.format_version = FERRY_WIRE_FORMAT;
 	rq.request_id = c->next_id++;
 	rq.op = (uint32_t)op;
@@ -537,8 +540,13 @@ ferry_wire_call(struct ferry_wire_client *c, enum ferry_op op,
 		if (c->o.give_up_ms > 0 &&
 		    ferry_mono_us() - start > c->o.give_up_ms * 1000) {
 			rc = ferry_errf(err, FERRY_EOPER,
-			    "no answer from the coordinator at '%s' within "
-			    "%ld ms",
+			    c->last_reject == FERRY_CHAN_REJECT_BUSY
+			        ? "the coordinator at '%s' stayed busy for "
+			          "%ld ms (it cannot reach its state store, "
+			          "or has too many handshakes in flight: see "
+			          "its log)"
+			        : "no answer from the coordinator at '%s' "
+			          "within %ld ms",
 			    c->url, c->o.give_up_ms);
 			break;
 		}

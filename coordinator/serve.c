@@ -411,7 +411,9 @@ respond(struct server *s, struct cctx *c, struct session *x, uint64_t id,
 	plen = ferry__response__get_packed_size(&r);
 	plain = xmalloc(plen ? plen : 1);
 	ferry__response__pack(&r, plain);
-	if (id != 0)
+	/* An error may pass (the state store was away): not remembered,
+	   so that a retry runs the operation again. */
+	if (id != 0 && status != FERRY__RESPONSE_STATUS__RESPONSE_ERROR)
 		remember(x, id, plain, plen);
 	send_sealed(s, c, x, plain, plen);
 	free(plain);

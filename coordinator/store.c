@@ -21,6 +21,8 @@
 
 struct ferry_store {
 	struct ferry_db *db;
+	char *conninfo;
+	int in_tx; /* between BEGIN and COMMIT/ROLLBACK */
 };
 
 /* "\x<hex>": a bytea parameter in text form. */
@@ -35,17 +37,59 @@ bytea_param(const uint8_t *p, size_t n)
 	return s;
 }
 
+/*
+ * The connection was lost (the server restarted, a network cut): connect
+ * again. Only between transactions: a cut in the middle of one fails it
+ * as a whole, and the client retries the operation.
+ */
+static int
+reconnect(struct ferry_store *s, struct ferry_err *err)
+{
+	struct ferry_db *db = NULL;
+
+	if (ferry_db_open(s->conninfo, "ferry serve", &db, err) != 0)
+		return err->code;
+	ferry_db_close(s->db);
+	s->db = db;
+	ferry_log_warn("state store connection lost: connected again");
+	return 0;
+}
+
+/* Whether a failed call may be run again on a new connection. */
+static int
+lost(struct ferry_store *s, struct ferry_err *err)
+{
+	struct ferry_err e = { 0 };
+
+	if (s->in_tx || ferry_db_ok(s->db) || reconnect(s, &e) != 0)
+		return 0;
+	ferry_err_clear(err);
+	return 1;
+}
+
 static int
 exec(struct ferry_store *s, const char *sql, struct ferry_err *err)
 {
-	return ferry_db_exec(s->db, sql, "state store", err);
+	int rc = ferry_db_exec(s->db, sql, "state store", err);
+
+	if (rc != 0 && strcmp(sql, "BEGIN") == 0 && lost(s, err))
+		rc = ferry_db_exec(s->db, sql, "state store", err);
+	if (strcmp(sql, "BEGIN") == 0)
+		s->in_tx = rc == 0;
+	else if (strcmp(sql, "COMMIT") == 0 || strcmp(sql, "ROLLBACK") == 0)
+		s->in_tx = 0;
+	return rc;
 }
 
 static PGresult *
 query(struct ferry_store *s, const char *sql, int n, const char *const *p,
     struct ferry_err *err)
 {
-	return ferry_db_query(s->db, sql, n, p, "state store", err);
+	PGresult *res = ferry_db_query(s->db, sql, n, p, "state store", err);
+
+	if (res == NULL && lost(s, err))
+		res = ferry_db_query(s->db, sql, n, p, "state store", err);
+	return res;
 }
 
 static void
@@ -55,6 +99,7 @@ rollback(struct ferry_store *s)
 
 	if (ferry_db_ok(s->db))
 		exec(s, "ROLLBACK", &e);
+	s->in_tx = 0;
 }
 
 int
@@ -69,6 +114,7 @@ ferry_store_open(const char *conninfo, struct ferry_store **out,
 	int applied = 0, rc;
 
 	*out = NULL;
+	s->conninfo = xstrdup(conninfo);
 	rc = ferry_db_open(conninfo, "ferry serve", &s->db, err);
 	if (rc != 0)
 		goto out;
@@ -89,6 +135,10 @@ ferry_store_open(const char *conninfo, struct ferry_store **out,
 		    msg);
 		goto out;
 	}
+	/* The connection lives on: others may migrate this database. */
+	rc = ferry_history_unlock(s->db, err);
+	if (rc != 0)
+		goto out;
 	if (applied > 0)
 		ferry_log_info("state schema migrated", "applied",
 		    ferry_itoa(num, applied));
@@ -106,6 +156,7 @@ ferry_store_close(struct ferry_store *s)
 	if (s == NULL)
 		return;
 	ferry_db_close(s->db);
+	free(s->conninfo);
 	free(s);
 }
 

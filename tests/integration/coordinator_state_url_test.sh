@@ -40,11 +40,29 @@ expect_rc 0 "dispatch, waited"
 expect_eq "$(psql -X -At "$(dburl state)" -c "SELECT outcome FROM ferry_state.reports")" \
 	applied "the report is in the external database"
 
-# A restart finds everything where it was.
+# The coordinator does not keep the migration lock of the database.
+expect_eq "$(psql -X -At "$(dburl state)" -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")" \
+	0 "no advisory lock held by the running coordinator"
+
+# The state database restarts under the running coordinator: it connects
+# again by itself.
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+runuser -u postgres -- "$PGBIN/pg_ctl" restart -w -m fast -D "$FL_TMP/pg/state/data" \
+	>/dev/null 2>&1 ||
+	fail "cannot restart the state database"
+cli agents --json
+expect_rc 0 "agents right after the state database restarted"
+expect_eq "$(jq -r '.agents[0].state' "$OUT")" accepted "state still readable"
+expect_grep "$FL_TMP/serve.log" "state store connection lost: connected again"
+cli dispatch --bundle "$FL_TMP/b1.fbundle" --env app --wait=60s --kind status --json
+expect_rc 0 "work after the restart"
+expect_eq "$(jq -r '.work[0].outcome' "$OUT")" up-to-date "status after the restart"
+
+# A restart of the coordinator finds everything where it was.
 kill -TERM "$SERVE_PID"; wait "$SERVE_PID"
 fleet_serve --state-url "$STATE_URL" --poll-hold 2s
 cli agents --json
 expect_rc 0 "agents after a restart"
 expect_eq "$(jq -r '.agents[0].state + " " + .agents[0].last_outcome' "$OUT")" \
-	"accepted applied" "state kept across the restart"
+	"accepted up-to-date" "state kept across the restart"
 fleet_done
