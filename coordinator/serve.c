@@ -546,9 +546,9 @@ answer_poll(struct server *s, struct cctx *c, struct session *x, uint64_t id)
 		respond_err(s, c, x, id, &e);
 		return;
 	}
-	r.state = x->agent_state;
+	r.state = xstrdup(x->agent_state);
 	respond(s, c, x, id, OK, NULL, &r.base);
-	ferry_store_free_poll(&r);
+	ferry_store_release(&r.base);
 }
 
 /* Wakes the held polls of agents that got work. */
@@ -806,7 +806,7 @@ op_agents_list(struct server *s, struct cctx *c, struct session *x, uint64_t id)
 		                    1000));
 	}
 	respond(s, c, x, id, OK, NULL, &r.base);
-	ferry_store_free_agents(&r);
+	ferry_store_release(&r.base);
 }
 
 static void
@@ -874,7 +874,7 @@ op_dispatch(struct server *s, struct cctx *c, struct session *x, uint64_t id,
 	    ferry_itoa(num, (long long)rep.n_agent_ids), "by", x->peer.id);
 	respond(s, c, x, id, OK, NULL, &rep.base);
 	wake(s, rep.agent_ids, rep.n_agent_ids);
-	ferry_store_free_dispatch(&rep);
+	ferry_store_release(&rep.base);
 out:
 	ferry__dispatch_request__free_unpacked(r, NULL);
 }
@@ -896,7 +896,7 @@ op_work_list(struct server *s, struct cctx *c, struct session *x, uint64_t id,
 		respond_err(s, c, x, id, &e);
 	else {
 		respond(s, c, x, id, OK, NULL, &rep.base);
-		ferry_store_free_work(&rep);
+		ferry_store_release(&rep.base);
 	}
 	ferry__work_list_request__free_unpacked(r, NULL);
 }
@@ -913,7 +913,7 @@ op_operators_list(struct server *s, struct cctx *c, struct session *x,
 		return;
 	}
 	respond(s, c, x, id, OK, NULL, &r.base);
-	ferry_store_free_operators(&r);
+	ferry_store_release(&r.base);
 }
 
 static void

@@ -254,21 +254,6 @@ ferry_store_list_operators(struct ferry_store *s,
 	return 0;
 }
 
-void
-ferry_store_free_operators(Ferry__OperatorsListReply *r)
-{
-	size_t i;
-
-	for (i = 0; i < r->n_operators; i++) {
-		free(r->operators[i]->key_id);
-		free(r->operators[i]->name);
-		free(r->operators[i]->role);
-		free(r->operators[i]);
-	}
-	free(r->operators);
-	ferry__operators_list_reply__init(r);
-}
-
 int
 ferry_store_remove_operator(struct ferry_store *s, const char *key_id,
     const char *actor, uint8_t pk[32], struct ferry_err *err)
@@ -588,30 +573,6 @@ ferry_store_list_agents(struct ferry_store *s, Ferry__AgentsListReply *out,
 	return 0;
 }
 
-void
-ferry_store_free_agents(Ferry__AgentsListReply *r)
-{
-	size_t i;
-
-	for (i = 0; i < r->n_agents; i++) {
-		Ferry__AgentInfo *a = r->agents[i];
-		free(a->agent_id);
-		free(a->environment);
-		free(a->version);
-		free(a->state);
-		free(a->address);
-		free(a->key_id);
-		free(a->last_bundle_digest);
-		free(a->last_schema_digest);
-		free(a->server_version);
-		free(a->last_outcome);
-		free(a);
-	}
-	free(r->agents);
-	r->agents = NULL;
-	r->n_agents = 0;
-}
-
 int
 ferry_store_put_bundle(struct ferry_store *s, const char *hex,
     const uint8_t *data, size_t len, struct ferry_err *err)
@@ -811,27 +772,13 @@ ferry_store_dispatch(struct ferry_store *s, const Ferry__DispatchRequest *r,
 fail:
 	PQclear(res);
 	rollback(s);
-	ferry_store_free_dispatch(out);
+	ferry_store_release(&out->base);
 	rc = rc ? rc : err->code;
 out:
 	free(detail);
 	free(apbytes);
 	free(packed);
 	return rc;
-}
-
-void
-ferry_store_free_dispatch(Ferry__DispatchReply *r)
-{
-	size_t i;
-
-	for (i = 0; i < r->n_work_ids; i++)
-		free(r->work_ids[i]);
-	for (i = 0; i < r->n_agent_ids; i++)
-		free(r->agent_ids[i]);
-	free(r->work_ids);
-	free(r->agent_ids);
-	ferry__dispatch_reply__init(r);
 }
 
 int
@@ -936,27 +883,6 @@ ferry_store_take_work(struct ferry_store *s, const char *agent_id,
 	out->n_items = (size_t)n;
 	PQclear(res);
 	return 0;
-}
-
-void
-ferry_store_free_poll(Ferry__PollReply *r)
-{
-	size_t i, k;
-
-	for (i = 0; i < r->n_items; i++) {
-		Ferry__WorkItem *w = r->items[i];
-		free(w->work_id);
-		free(w->kind);
-		free(w->rollout_id);
-		free(w->bundle_digest.data);
-		for (k = 0; k < w->n_approvals; k++)
-			free(w->approvals[k].data);
-		free(w->approvals);
-		free(w);
-	}
-	free(r->items);
-	r->items = NULL;
-	r->n_items = 0;
 }
 
 int
@@ -1122,25 +1048,6 @@ ferry_store_list_work(struct ferry_store *s, const Ferry__WorkListRequest *r,
 }
 
 void
-ferry_store_free_work(Ferry__WorkListReply *r)
-{
-	size_t i;
-
-	for (i = 0; i < r->n_items; i++) {
-		Ferry__WorkInfo *w = r->items[i];
-		free(w->work_id);
-		free(w->agent_id);
-		free(w->kind);
-		free(w->state);
-		free(w->outcome);
-		free(w->detail);
-		free(w);
-	}
-	free(r->items);
-	ferry__work_list_reply__init(r);
-}
-
-void
 ferry_store_touch_agent(struct ferry_store *s, const char *agent_id,
     const char *address)
 {
@@ -1153,4 +1060,16 @@ ferry_store_touch_agent(struct ferry_store *s, const char *agent_id,
 	    "'' THEN $2 ELSE address END WHERE agent_id = $1",
 	    2, p, &e);
 	PQclear(res);
+}
+
+void
+ferry_store_release(ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	ProtobufCMessage *copy = xmalloc(d->sizeof_message);
+
+	/* protobuf-c frees a message with its contents; keep the shell. */
+	memcpy(copy, m, d->sizeof_message);
+	protobuf_c_message_free_unpacked(copy, NULL);
+	protobuf_c_message_init(d, m);
 }

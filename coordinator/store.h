@@ -38,10 +38,9 @@ void ferry_store_close(struct ferry_store *s);
 int ferry_store_add_operator(struct ferry_store *s,
     const struct ferry_pubkey *pk, enum ferry_role role, struct ferry_err *err);
 
-/* Lists operator keys (free with ferry_store_free_operators). */
+/* Lists operator keys (release with ferry_store_release). */
 int ferry_store_list_operators(struct ferry_store *s,
     Ferry__OperatorsListReply *out, struct ferry_err *err);
-void ferry_store_free_operators(Ferry__OperatorsListReply *r);
 
 /*
  * Removes an operator key; *pk receives it (to cut its sessions off).
@@ -80,7 +79,6 @@ int ferry_store_set_agent_state(struct ferry_store *s, const char *agent_id,
 
 int ferry_store_list_agents(struct ferry_store *s, Ferry__AgentsListReply *out,
     struct ferry_err *err);
-void ferry_store_free_agents(Ferry__AgentsListReply *r);
 
 /* Stores a bundle file (idempotent). hex = its SHA-256 in hex. */
 int ferry_store_put_bundle(struct ferry_store *s, const char *hex,
@@ -93,21 +91,19 @@ int ferry_store_get_bundle(struct ferry_store *s, const char *hex,
  * Creates one work item per agent: every accepted agent of environment
  * (when set) or the named agents (which must exist and be accepted).
  * Fills out (work ids and agent ids, caller frees with
- * ferry_store_free_dispatch).
+ * ferry_store_release).
  */
 int ferry_store_dispatch(struct ferry_store *s, const Ferry__DispatchRequest *r,
     const char *bundle_hex, const char *actor, Ferry__DispatchReply *out,
     struct ferry_err *err);
-void ferry_store_free_dispatch(Ferry__DispatchReply *r);
 
 /*
  * The agent's open work items (queued or delivered but not reported),
  * oldest first, marked delivered. Fills out->items (free with
- * ferry_store_free_poll).
+ * ferry_store_release).
  */
 int ferry_store_take_work(struct ferry_store *s, const char *agent_id,
     Ferry__PollReply *out, struct ferry_err *err);
-void ferry_store_free_poll(Ferry__PollReply *r);
 
 /* Does the agent have open work? (cheap check for parked polls) */
 int ferry_store_has_work(struct ferry_store *s, const char *agent_id, int *has,
@@ -125,7 +121,12 @@ int ferry_store_store_report(struct ferry_store *s, const char *agent_id,
 int
 ferry_store_list_work(struct ferry_store *s, const Ferry__WorkListRequest *r,
     Ferry__WorkListReply *out, struct ferry_err *err);
-void ferry_store_free_work(Ferry__WorkListReply *r);
+
+/*
+ * Frees what a reply filled in by this module holds (every string, array
+ * and submessage of it is the module's own allocation) and resets it.
+ */
+void ferry_store_release(ProtobufCMessage *m);
 
 /* Updates last_seen and the address of an agent (best effort). */
 void ferry_store_touch_agent(struct ferry_store *s, const char *agent_id,
