@@ -283,6 +283,7 @@ fail:
 struct results {
 	Ferry__MigrationResult **v;
 	size_t n;
+	const struct ferry_migrations *migs; /* for the checksums */
 };
 
 static void
@@ -293,7 +294,12 @@ on_event(void *ctx, const struct ferry_apply_event *ev)
 
 	ferry__migration_result__init(m);
 	m->name = xstrdup(ev->name);
-	m->checksum = xstrdup("");
+	{
+		const struct ferry_migration *mig = res->migs
+		    ? ferry_migrations_find(res->migs, ev->name)
+		    : NULL;
+		m->checksum = xstrdup(mig ? mig->checksum : "");
+	}
 	m->outcome = xstrdup(ev->outcome == FERRY_OUTCOME_APPLIED ? "applied"
 	        : ev->outcome == FERRY_OUTCOME_FAILED             ? "failed"
 	                                                          : "skipped");
@@ -380,6 +386,7 @@ run_apply(struct agent *a, const Ferry__WorkItem *w, Ferry__ReportRequest *rp,
 		ao.interrupted = &stop_flag;
 		ao.on_event = on_event;
 		ao.ctx = res;
+		res->migs = ferry_bundle_migrations(b);
 		running_db = db;
 		rc = ferry_engine_apply(db, ferry_bundle_migrations(b), &ao,
 		    &applied, &err);

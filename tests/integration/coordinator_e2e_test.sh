@@ -73,6 +73,10 @@ for db in dev staging prod; do
 		"SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL")
 	expect_eq "$n" "$NMIG" "migrations applied in $db"
 done
+# Each report carries every migration's checksum and timing.
+ck=$(sha256sum "$EXAMPLES/20240108093000_init/migration.sql" | cut -c1-64)
+expect_eq "$(state_sql "SELECT count(*) FROM reports WHERE position(convert_to('$ck', 'UTF8') IN payload) > 0")" \
+	3 "the reports name the migrations' checksums"
 # Reports are in the state store, one per work item.
 expect_eq "$(state_sql "SELECT count(*), count(DISTINCT work_id) FROM reports")" \
 	"3|3" "three reports, one per work item"
