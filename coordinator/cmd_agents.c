@@ -240,7 +240,9 @@ static const char work_usage[] =
     "\n"
     "Lists work items (newest first) with their state -- queued, "
     "delivered,\n"
-    "done, failed -- and the outcome each agent reported.\n"
+    "done, failed -- and the outcome each agent reported. With --id, also\n"
+    "what the agent reported for each migration: outcome, time, checksum\n"
+    "and error.\n"
     "\n"
     "Options:\n"
     "  --id WORK_ID          one work item\n"
@@ -253,20 +255,36 @@ static json_t *
 work_json(const Ferry__WorkInfo *w)
 {
 	char created[40], finished[40];
+	json_t *j, *migs;
+	size_t i;
 
 	fmt_time(w->created_unix_ms, created, sizeof(created));
 	fmt_time(w->finished_unix_ms, finished, sizeof(finished));
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:I}",
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:I, "
+	              "s:s}",
 	    "id", w->work_id, "agent", w->agent_id, "kind", w->kind, "state",
 	    w->state, "created", created, "finished", finished, "outcome",
 	    w->outcome, "detail", w->detail, "deliveries", (int)w->deliveries,
-	    "bundle_sequence", (json_int_t)w->bundle_sequence);
+	    "bundle_sequence", (json_int_t)w->bundle_sequence, "schema_digest",
+	    w->schema_digest);
+	if (w->n_migrations == 0)
+		return j;
+	migs = json_array();
+	for (i = 0; i < w->n_migrations; i++) {
+		const Ferry__MigrationResult *m = w->migrations[i];
+		json_array_append_new(migs,
+		    json_pack("{s:s, s:s, s:s, s:f, s:s}", "name", m->name,
+		        "outcome", m->outcome, "checksum", m->checksum, "ms",
+		        (double)m->duration_us / 1000.0, "error", m->error));
+	}
+	json_object_set_new(j, "migrations", migs);
+	return j;
 }
 
 static void
 work_table(const Ferry__WorkListReply *r)
 {
-	size_t i;
+	size_t i, k;
 
 	if (r->n_items == 0) {
 		printf("no work items\n");
@@ -279,6 +297,17 @@ work_table(const Ferry__WorkListReply *r)
 		printf("%-36s %-20s %-6s %-9s %-12s %s\n", w->work_id,
 		    w->agent_id, w->kind, w->state,
 		    w->outcome[0] ? w->outcome : "-", w->detail);
+		if (w->n_migrations > 0)
+			printf("\n  %-46s %-8s %10s  %s\n", "MIGRATION",
+			    "OUTCOME", "MS", "CHECKSUM");
+		for (k = 0; k < w->n_migrations; k++) {
+			const Ferry__MigrationResult *m = w->migrations[k];
+			printf("  %-46s %-8s %10.1f  %.12s\n", m->name,
+			    m->outcome, (double)m->duration_us / 1000.0,
+			    m->checksum);
+			if (m->error[0] != '\0')
+				printf("    %s\n", m->error);
+		}
 	}
 }
 

@@ -999,6 +999,29 @@ fail:
 	return rc ? rc : err->code;
 }
 
+/* One item's per-migration results, from its stored report. */
+static void
+take_migrations(Ferry__WorkInfo *w, const char *payload)
+{
+	Ferry__ReportRequest *r;
+	unsigned char *raw;
+	size_t n = 0;
+
+	raw = PQunescapeBytea((const unsigned char *)payload, &n);
+	if (raw == NULL)
+		return;
+	r = ferry__report_request__unpack(NULL, n, raw);
+	PQfreemem(raw);
+	if (r == NULL)
+		return;
+	/* Both sides are malloc'ed by protobuf-c's default allocator. */
+	w->migrations = r->migrations;
+	w->n_migrations = r->n_migrations;
+	r->migrations = NULL;
+	r->n_migrations = 0;
+	ferry__report_request__free_unpacked(r, NULL);
+}
+
 int
 ferry_store_list_work(struct ferry_store *s, const Ferry__WorkListRequest *r,
     Ferry__WorkListReply *out, struct ferry_err *err)
@@ -1018,9 +1041,11 @@ ferry_store_list_work(struct ferry_store *s, const Ferry__WorkListRequest *r,
 	    "(extract(epoch FROM w.created_at) * 1000)::int8, "
 	    "coalesce((extract(epoch FROM w.finished_at) * 1000)::int8, 0), "
 	    "coalesce(r.outcome, ''), coalesce(r.detail, ''), w.deliveries, "
-	    "coalesce(r.bundle_sequence, 0) FROM work_items w LEFT JOIN "
-	    "reports r ON r.work_id = w.work_id WHERE $1 = '' OR w.work_id = "
-	    "$1 ORDER BY w.created_at DESC, w.work_id LIMIT $2::int",
+	    "coalesce(r.bundle_sequence, 0), coalesce(r.schema_digest, ''), "
+	    "CASE WHEN $1 <> '' THEN r.payload END FROM work_items w LEFT "
+	    "JOIN reports r ON r.work_id = w.work_id WHERE $1 = '' OR "
+	    "w.work_id = $1 ORDER BY w.created_at DESC, w.work_id LIMIT "
+	    "$2::int",
 	    2, p, err);
 	if (res == NULL)
 		return err->code;
@@ -1040,6 +1065,9 @@ ferry_store_list_work(struct ferry_store *s, const Ferry__WorkListRequest *r,
 		w->deliveries =
 		    (uint32_t)strtoul(PQgetvalue(res, i, 8), NULL, 10);
 		w->bundle_sequence = strtoull(PQgetvalue(res, i, 9), NULL, 10);
+		w->schema_digest = xstrdup(PQgetvalue(res, i, 10));
+		if (!PQgetisnull(res, i, 11))
+			take_migrations(w, PQgetvalue(res, i, 11));
 		out->items[i] = w;
 	}
 	out->n_items = (size_t)n;

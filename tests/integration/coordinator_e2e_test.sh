@@ -61,6 +61,12 @@ cli dispatch --bundle "$FL_TMP/b1.fbundle" --env dev --wait=60s --json
 expect_rc 0 "dispatch to dev, waited"
 expect_eq "$(jq -r '.work[0].state + " " + .work[0].outcome' "$OUT")" \
 	"done applied" "dev work item"
+devwork=$(jq -r '.work[0].id' "$OUT")
+expect_eq "$(jq -r '[.work[0].migrations[] | select(.outcome == "applied" and (.checksum | length) == 64)] | length' "$OUT")" \
+	"$NMIG" "per-migration outcomes and checksums reported"
+cli work --id "$devwork"
+expect_rc 0 "work --id"
+expect_grep "$OUT" "^  20240108093000_init +applied +[0-9.]+  [0-9a-f]{12}$"
 cli dispatch --bundle "$FL_TMP/b1.fbundle" --agent staging-1 --agent prod-1 \
 	--wait=60s --json
 expect_rc 0 "dispatch to staging and prod, waited"
