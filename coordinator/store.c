@@ -92,6 +92,19 @@ query(struct ferry_store *s, const char *sql, int n, const char *const *p,
 	return res;
 }
 
+/* A statement whose result is not needed. */
+static int
+run(struct ferry_store *s, const char *sql, int n, const char *const *p,
+    struct ferry_err *err)
+{
+	PGresult *res = query(s, sql, n, p, err);
+
+	if (res == NULL)
+		return err->code;
+	PQclear(res);
+	return 0;
+}
+
 static void
 rollback(struct ferry_store *s)
 {
@@ -204,15 +217,13 @@ ferry_store_add_operator(struct ferry_store *s, const struct ferry_pubkey *pk,
 		goto fail;
 	}
 	PQclear(res);
-	res = query(s,
-	    "INSERT INTO operator_keys (key_id, public_key, name, role) "
-	    "VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO UPDATE "
-	    "SET role = EXCLUDED.role, name = EXCLUDED.name",
-	    4, p, err);
-	if (res == NULL)
-		goto fail;
-	PQclear(res);
 	res = NULL;
+	if (run(s,
+	        "INSERT INTO operator_keys (key_id, public_key, name, role) "
+	        "VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO UPDATE "
+	        "SET role = EXCLUDED.role, name = EXCLUDED.name",
+	        4, p, err) != 0)
+		goto fail;
 	if (exec(s, "COMMIT", err) != 0)
 		goto fail;
 	free(hex);
@@ -299,14 +310,12 @@ ferry_store_remove_operator(struct ferry_store *s, const char *key_id,
 	if (res == NULL)
 		goto fail;
 	PQclear(res);
-	res = query(s,
-	    "INSERT INTO audit (actor, action, detail) VALUES ($2, "
-	    "'operator removed', $1)",
-	    2, p, err);
-	if (res == NULL)
-		goto fail;
-	PQclear(res);
 	res = NULL;
+	if (run(s,
+	        "INSERT INTO audit (actor, action, detail) VALUES ($2, "
+	        "'operator removed', $1)",
+	        2, p, err) != 0)
+		goto fail;
 	if (exec(s, "COMMIT", err) != 0)
 		goto fail;
 	return 0;
@@ -495,32 +504,25 @@ ferry_store_set_agent_state(struct ferry_store *s, const char *agent_id,
 		PQfreemem(raw);
 	}
 	PQclear(res);
-	res = query(s,
-	    "UPDATE agents SET state = $2, state_changed = now() WHERE "
-	    "agent_id = $1",
-	    2, p, err);
-	if (res == NULL)
-		goto fail;
-	PQclear(res);
-	res = query(s,
-	    "INSERT INTO audit (actor, action, detail) VALUES ($3, 'agent ' "
-	    "|| $2, $1)",
-	    3, p, err);
-	if (res == NULL)
-		goto fail;
-	PQclear(res);
 	res = NULL;
+	if (run(s,
+	        "UPDATE agents SET state = $2, state_changed = now() WHERE "
+	        "agent_id = $1",
+	        2, p, err) != 0)
+		goto fail;
+	if (run(s,
+	        "INSERT INTO audit (actor, action, detail) "
+	        "VALUES ($3, 'agent ' || $2, $1)",
+	        3, p, err) != 0)
+		goto fail;
 	if (strcmp(to, "accepted") != 0) {
 		/* Work queued for an agent that may no longer work fails. */
-		res = query(s,
-		    "UPDATE work_items SET state = 'failed', finished_at = "
-		    "now() WHERE agent_id = $1 AND state IN ('queued', "
-		    "'delivered')",
-		    1, p, err);
-		if (res == NULL)
+		if (run(s,
+		        "UPDATE work_items SET state = 'failed', finished_at = "
+		        "now() WHERE agent_id = $1 AND state IN ('queued', "
+		        "'delivered')",
+		        1, p, err) != 0)
 			goto fail;
-		PQclear(res);
-		res = NULL;
 	}
 	if (exec(s, "COMMIT", err) != 0)
 		goto fail;
@@ -758,14 +760,11 @@ ferry_store_dispatch(struct ferry_store *s, const Ferry__DispatchRequest *r,
 	    bundle_hex ? bundle_hex : "-", out->n_work_ids);
 	p[0] = actor;
 	p[1] = detail;
-	res = query(s,
-	    "INSERT INTO audit (actor, action, detail) VALUES ($1, "
-	    "'dispatch', $2)",
-	    2, p, err);
-	if (res == NULL)
+	if (run(s,
+	        "INSERT INTO audit (actor, action, detail) VALUES ($1, "
+	        "'dispatch', $2)",
+	        2, p, err) != 0)
 		goto fail;
-	PQclear(res);
-	res = NULL;
 	if (exec(s, "COMMIT", err) != 0)
 		goto fail;
 	goto out;
@@ -962,31 +961,26 @@ ferry_store_store_report(struct ferry_store *s, const char *agent_id,
 		    : "failed";
 		p[0] = r->work_id;
 		p[1] = wstate;
-		res = query(s,
-		    "UPDATE work_items SET state = $2, finished_at = now() "
-		    "WHERE work_id = $1",
-		    2, p, err);
-		if (res == NULL)
+		if (run(s,
+		        "UPDATE work_items SET state = $2, finished_at = now() "
+		        "WHERE work_id = $1",
+		        2, p, err) != 0)
 			goto fail;
-		PQclear(res);
 		p[0] = agent_id;
 		p[1] = r->outcome;
 		p[2] = seq;
 		p[3] = bhex;
 		p[4] = r->schema_digest;
-		res = query(s,
-		    "UPDATE agents SET last_seen = now(), last_outcome = $2, "
-		    "last_bundle_sequence = CASE WHEN $3::int8 > 0 THEN "
-		    "$3::int8 ELSE last_bundle_sequence END, "
-		    "last_bundle_digest = CASE WHEN $4 <> '' THEN $4 ELSE "
-		    "last_bundle_digest END, last_schema_digest = CASE WHEN "
-		    "$5 <> '' THEN $5 ELSE last_schema_digest END WHERE "
-		    "agent_id = $1",
-		    5, p, err);
-		if (res == NULL)
+		if (run(s,
+		        "UPDATE agents SET last_seen = now(), "
+		        "last_outcome = $2, last_bundle_sequence = CASE WHEN "
+		        "$3::int8 > 0 THEN $3::int8 ELSE last_bundle_sequence "
+		        "END, last_bundle_digest = CASE WHEN $4 <> '' THEN $4 "
+		        "ELSE last_bundle_digest END, last_schema_digest = "
+		        "CASE WHEN $5 <> '' THEN $5 ELSE last_schema_digest "
+		        "END WHERE agent_id = $1",
+		        5, p, err) != 0)
 			goto fail;
-		PQclear(res);
-		res = NULL;
 	}
 	if (exec(s, "COMMIT", err) != 0)
 		goto fail;
