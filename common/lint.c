@@ -690,27 +690,6 @@ ctype_equal(const struct ctype *a, const struct ctype *b)
 	    (a->nmod < 2 || a->mod[1] == b->mod[1]);
 }
 
-static int
-name_in(const char *name, const char *const *list)
-{
-	for (; *list != NULL; list++)
-		if (strcmp(name, *list) == 0)
-			return 1;
-	return 0;
-}
-
-/* Rank within a family of numbers, 0 if name is not in it. */
-static int
-rank(const char *name, const char *const *family)
-{
-	int r;
-
-	for (r = 1; *family != NULL; family++, r++)
-		if (strcmp(name, *family) == 0)
-			return r;
-	return 0;
-}
-
 /* Length limit of a text type, or LONG_MAX for none; -1 if not text. */
 static long
 text_limit(const struct ctype *t)
@@ -769,7 +748,7 @@ classify_type(const struct ctype *o, const struct ctype *n)
 				return T_NARROW;
 			return T_CHANGE;
 		}
-		if (name_in(o->name, times)) {
+		if (ferry_sql_name_rank(o->name, times) != 0) {
 			po = o->nmod > 0 ? o->mod[0] : 6;
 			pn = n->nmod > 0 ? n->mod[0] : 6;
 			return pn >= po ? T_SAFE : T_NARROW;
@@ -780,14 +759,21 @@ classify_type(const struct ctype *o, const struct ctype *n)
 			return T_NARROW;
 		return T_CHANGE;
 	}
-	if (rank(o->name, ints) && rank(n->name, ints))
-		return rank(n->name, ints) < rank(o->name, ints) ? T_NARROW
-		                                                 : T_CHANGE;
-	if (rank(o->name, floats) && rank(n->name, floats))
-		return rank(n->name, floats) < rank(o->name, floats) ? T_NARROW
-		                                                     : T_CHANGE;
-	if ((strcmp(o->name, "numeric") == 0 || rank(o->name, floats)) &&
-	    rank(n->name, ints))
+	if (ferry_sql_name_rank(o->name, ints) &&
+	    ferry_sql_name_rank(n->name, ints))
+		return ferry_sql_name_rank(n->name, ints) <
+		        ferry_sql_name_rank(o->name, ints)
+		    ? T_NARROW
+		    : T_CHANGE;
+	if (ferry_sql_name_rank(o->name, floats) &&
+	    ferry_sql_name_rank(n->name, floats))
+		return ferry_sql_name_rank(n->name, floats) <
+		        ferry_sql_name_rank(o->name, floats)
+		    ? T_NARROW
+		    : T_CHANGE;
+	if ((strcmp(o->name, "numeric") == 0 ||
+	        ferry_sql_name_rank(o->name, floats)) &&
+	    ferry_sql_name_rank(n->name, ints))
 		return T_NARROW; /* fractions are lost */
 	return T_CHANGE;
 }
@@ -1300,7 +1286,8 @@ do_add_column(struct stmt *s, struct table *t, const struct rel *r, json_t *cmd)
 	}
 	col = col_add(t, name, s->ps->cur);
 	ctype_read(&col->type, jget(cd, "typeName"));
-	if (col->type.name != NULL && name_in(col->type.name, serials))
+	if (col->type.name != NULL &&
+	    ferry_sql_name_rank(col->type.name, serials) != 0)
 		dflt = 1;
 	if (notnull && !dflt && !is_new(s->ps, t)) {
 		tn = rel_str(r);

@@ -317,27 +317,6 @@ ftype_read(struct ftype *t, const char *s)
 	snprintf(t->base, sizeof(t->base), "%s%s", buf, q);
 }
 
-static int
-name_in(const char *name, const char *const *list)
-{
-	for (; *list != NULL; list++)
-		if (strcmp(name, *list) == 0)
-			return 1;
-	return 0;
-}
-
-/* Rank within a family of types, 0 if base is not in it. */
-static int
-rank(const char *base, const char *const *family)
-{
-	int r;
-
-	for (r = 1; *family != NULL; family++, r++)
-		if (strcmp(base, *family) == 0)
-			return r;
-	return 0;
-}
-
 /* Length limit of a varchar or text, LONG_MAX for none; -1 if neither. */
 static long
 text_limit(const struct ftype *t)
@@ -393,7 +372,7 @@ ferry_lint_type_change(const char *from, const char *to)
 				return FERRY_LINT_TYPE_NARROW;
 			return FERRY_LINT_TYPE_REWRITE;
 		}
-		if (name_in(o.base, times)) {
+		if (ferry_sql_name_rank(o.base, times) != 0) {
 			po = o.nmod > 0 ? o.mod[0] : 6;
 			pn = n.nmod > 0 ? n.mod[0] : 6;
 			return pn >= po ? safe : FERRY_LINT_TYPE_NARROW;
@@ -408,16 +387,21 @@ ferry_lint_type_change(const char *from, const char *to)
 			return FERRY_LINT_TYPE_NARROW;
 		return FERRY_LINT_TYPE_REWRITE;
 	}
-	if (rank(o.base, ints) && rank(n.base, ints))
-		return rank(n.base, ints) < rank(o.base, ints)
+	if (ferry_sql_name_rank(o.base, ints) &&
+	    ferry_sql_name_rank(n.base, ints))
+		return ferry_sql_name_rank(n.base, ints) <
+		        ferry_sql_name_rank(o.base, ints)
 		    ? FERRY_LINT_TYPE_NARROW
 		    : FERRY_LINT_TYPE_REWRITE;
-	if (rank(o.base, floats) && rank(n.base, floats))
-		return rank(n.base, floats) < rank(o.base, floats)
+	if (ferry_sql_name_rank(o.base, floats) &&
+	    ferry_sql_name_rank(n.base, floats))
+		return ferry_sql_name_rank(n.base, floats) <
+		        ferry_sql_name_rank(o.base, floats)
 		    ? FERRY_LINT_TYPE_NARROW
 		    : FERRY_LINT_TYPE_REWRITE;
-	if ((strcmp(o.base, "numeric") == 0 || rank(o.base, floats)) &&
-	    (rank(n.base, ints) || strcmp(n.base, "real") == 0))
+	if ((strcmp(o.base, "numeric") == 0 ||
+	        ferry_sql_name_rank(o.base, floats)) &&
+	    (ferry_sql_name_rank(n.base, ints) || strcmp(n.base, "real") == 0))
 		return FERRY_LINT_TYPE_NARROW; /* fractions or digits lost */
 	if (strcmp(o.base, "cidr") == 0 && strcmp(n.base, "inet") == 0)
 		return safe; /* binary coercible */

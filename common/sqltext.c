@@ -159,3 +159,14 @@ ferry_sql_load_json(const char *js)
 	free(fixed);
 	return root;
 }
+
+int
+ferry_sql_name_rank(const char *name, const char *const *list)
+{
+	int r;
+
+	for (r = 1; *list != NULL; list++, r++)
+		if (strcmp(name, *list) == 0)
+			return r;
+	return 0;
+}

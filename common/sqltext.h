@@ -40,4 +40,10 @@ size_t ferry_sql_utf8_seq_len(const unsigned char *p, size_t n);
  */
 json_t *ferry_sql_load_json(const char *js);
 
+/*
+ * Position (1-based) of name in a NULL-terminated list of type names or
+ * keywords, 0 if absent: both "is it one of" and "which rank in a family".
+ */
+int ferry_sql_name_rank(const char *name, const char *const *list);
+
 #endif
